@@ -1,0 +1,1 @@
+"""Ledgerline's event store: the Identity application, store configuration, schema, crypto."""

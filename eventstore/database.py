@@ -1,0 +1,102 @@
+"""One place that turns a database URL into what each library needs (eventsourcing, SQLAlchemy)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+
+class DatabaseUrlError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Database:
+    """A SQLite file or a PostgreSQL database, named by ``sqlite:///path`` or ``postgresql://``."""
+
+    url: str
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.startswith("sqlite:")
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.url.startswith(("postgresql:", "postgres:", "postgresql+psycopg:"))
+
+    def __post_init__(self) -> None:
+        if not (self.is_sqlite or self.is_postgres):
+            raise DatabaseUrlError(
+                f"unsupported database URL {self.redacted()!r}: use sqlite:///PATH or postgresql://..."
+            )
+        if self.is_sqlite and not self.sqlite_path:
+            raise DatabaseUrlError("a SQLite URL needs a file path: sqlite:///PATH")
+
+    @property
+    def sqlite_path(self) -> str:
+        return self.url.split(":///", 1)[1] if ":///" in self.url else ""
+
+    @property
+    def events_table(self) -> str:
+        return "stored_events" if self.is_sqlite else "identity_events"
+
+    @property
+    def snapshots_table(self) -> str:
+        return "stored_snapshots" if self.is_sqlite else "identity_snapshots"
+
+    def redacted(self) -> str:
+        parts = urlsplit(self.url)
+        if parts.password:
+            return self.url.replace(f":{parts.password}@", ":***@")
+        return self.url
+
+    def eventsourcing_env(self, *, create_table: bool, pool_size: int = 5) -> dict[str, str]:
+        if self.is_sqlite:
+            Path(self.sqlite_path).parent.mkdir(parents=True, exist_ok=True)
+            return {
+                "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                "SQLITE_DBNAME": self.sqlite_path,
+                "SQLITE_LOCK_TIMEOUT": "30",
+                "CREATE_TABLE": "y" if create_table else "n",
+            }
+        parts = urlsplit(self.url)
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": parts.path.lstrip("/"),
+            "POSTGRES_HOST": parts.hostname or "127.0.0.1",
+            "POSTGRES_PORT": str(parts.port or 5432),
+            "POSTGRES_USER": unquote(parts.username or "postgres"),
+            "POSTGRES_PASSWORD": unquote(parts.password or ""),
+            "POSTGRES_POOL_SIZE": str(pool_size),
+            "POSTGRES_MAX_OVERFLOW": str(pool_size),
+            "POSTGRES_CONNECT_TIMEOUT": "5",
+            "POSTGRES_PRE_PING": "y",
+            "POSTGRES_LOCK_TIMEOUT": "10",
+            "CREATE_TABLE": "y" if create_table else "n",
+        }
+
+    def sqlalchemy_url(self) -> str:
+        if self.is_sqlite:
+            return f"sqlite:///{self.sqlite_path}"
+        return "postgresql+psycopg://" + self.url.split("://", 1)[1]
+
+    def create_engine(self) -> Engine:
+        if self.is_sqlite:
+            Path(self.sqlite_path).parent.mkdir(parents=True, exist_ok=True)
+            engine = sa.create_engine(self.sqlalchemy_url(), connect_args={"timeout": 30})
+            event.listen(engine, "connect", _sqlite_pragmas)
+            return engine
+        return sa.create_engine(self.sqlalchemy_url(), pool_pre_ping=True, pool_size=5)
+
+
+def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA secure_delete=ON")  # erased data keys leave no bytes behind
+    cursor.close()

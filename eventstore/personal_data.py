@@ -1,0 +1,193 @@
+"""Crypto-shredding: personal data in events is encrypted with its subject's data key.
+
+Each data subject (a user) has a random AES-256 key, stored wrapped by a key-encryption key
+derived from the server secret in ``data_keys``, the one mutable table. Erasing a subject sets
+its key to NULL: every event and snapshot that holds that subject's data then decodes as
+``[erased]``, while the stored events stay byte-for-byte untouched.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import threading
+import time
+from collections import OrderedDict
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from eventsourcing.persistence import Transcoding
+from sqlalchemy.engine import Engine
+
+from domain.values import ERASED, AuditEnvelope, PersonalData
+
+metadata = sa.MetaData()
+
+data_keys = sa.Table(
+    "data_keys",
+    metadata,
+    sa.Column("subject_id", sa.Uuid(), primary_key=True),
+    sa.Column("wrapped_key", sa.LargeBinary(), nullable=True),  # NULL once erased
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("erased_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+_ERASED_KEY = object()
+
+
+class MissingDataKeyError(RuntimeError):
+    """Personal data whose subject has no key row at all: the store is damaged."""
+
+
+def derive_key(secret: bytes, purpose: str) -> bytes:
+    return hmac.new(secret, f"ledgerline:{purpose}".encode(), hashlib.sha256).digest()
+
+
+class DataKeyStore:
+    """Data keys per subject, cached per process for ``cache_seconds``.
+
+    Another process's erasure is seen once its cache entry expires (``cache_seconds``).
+    """
+
+    def __init__(self, engine: Engine, secret: bytes, *, cache_seconds: float = 5.0) -> None:
+        self._engine = engine
+        self._kek = AESGCM(derive_key(secret, "data-key-wrapping"))
+        self._cache_seconds = cache_seconds
+        self._cache: OrderedDict[UUID, tuple[float, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    # ---- public -----------------------------------------------------------------------------
+
+    def cipher_for_writing(self, subject_id: UUID) -> AESGCM | None:
+        """The subject's cipher, creating its key on first use; None once erased."""
+        cipher = self._cached_or_loaded(subject_id)
+        if cipher is None:
+            self._create(subject_id)
+            cipher = self._load(subject_id)
+        return None if cipher is _ERASED_KEY else cipher
+
+    def cipher_for_reading(self, subject_id: UUID) -> AESGCM | None:
+        cipher = self._cached_or_loaded(subject_id)
+        if cipher is None:
+            raise MissingDataKeyError(f"no data key for subject {subject_id}")
+        return None if cipher is _ERASED_KEY else cipher
+
+    def erase(self, subject_id: UUID) -> None:
+        """Destroy the subject's key (idempotent). Nothing of theirs decrypts afterwards."""
+        now = datetime.now(UTC)
+        with self._engine.begin() as conn:
+            updated = conn.execute(
+                data_keys.update()
+                .where(data_keys.c.subject_id == subject_id)
+                .values(wrapped_key=None, erased_at=sa.func.coalesce(data_keys.c.erased_at, now))
+            ).rowcount
+            if not updated:
+                conn.execute(data_keys.insert().values(subject_id=subject_id, created_at=now, erased_at=now))
+        if self._engine.dialect.name == "sqlite":
+            with self._engine.connect() as conn:  # leave no copy of the key in the WAL file
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        with self._lock:
+            self._cache[subject_id] = (time.monotonic() + self._cache_seconds, _ERASED_KEY)
+
+    def is_erased(self, subject_id: UUID) -> bool:
+        return self._cached_or_loaded(subject_id) is _ERASED_KEY
+
+    # ---- internals --------------------------------------------------------------------------
+
+    def _cached_or_loaded(self, subject_id: UUID) -> Any:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(subject_id)
+            if hit is not None and hit[0] > now:
+                return hit[1]
+        return self._load(subject_id)
+
+    def _load(self, subject_id: UUID) -> Any:
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                sa.select(data_keys.c.wrapped_key).where(data_keys.c.subject_id == subject_id)
+            ).first()
+        if row is None:
+            return None
+        cipher: Any = (
+            _ERASED_KEY if row.wrapped_key is None else AESGCM(self._unwrap(subject_id, row.wrapped_key))
+        )
+        with self._lock:
+            self._cache[subject_id] = (time.monotonic() + self._cache_seconds, cipher)
+            self._cache.move_to_end(subject_id)
+            while len(self._cache) > 100_000:
+                self._cache.popitem(last=False)
+        return cipher
+
+    def _create(self, subject_id: UUID) -> None:
+        key = AESGCM.generate_key(bit_length=256)
+        nonce = os.urandom(12)
+        wrapped = nonce + self._kek.encrypt(nonce, key, subject_id.bytes)
+        insert = _insert_ignoring_conflict(self._engine)
+        with self._engine.begin() as conn:
+            conn.execute(
+                insert(data_keys).values(
+                    subject_id=subject_id, wrapped_key=wrapped, created_at=datetime.now(UTC)
+                )
+            )
+
+    def _unwrap(self, subject_id: UUID, wrapped: bytes) -> bytes:
+        return self._kek.decrypt(wrapped[:12], wrapped[12:], subject_id.bytes)
+
+
+def _insert_ignoring_conflict(engine: Engine) -> Any:
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return lambda table: pg_insert(table).on_conflict_do_nothing()
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return lambda table: sqlite_insert(table).on_conflict_do_nothing()
+
+
+class PersonalDataAsCiphertext(Transcoding):
+    """Stores ``PersonalData`` as ``{"s": subject, "c": nonce+ciphertext}``, never in plain."""
+
+    type = PersonalData
+    name = "personal_data"
+
+    def __init__(self, keys: DataKeyStore) -> None:
+        self.keys = keys
+
+    def encode(self, obj: PersonalData) -> dict[str, str]:
+        cipher = self.keys.cipher_for_writing(obj.subject_id)
+        if cipher is None or obj.is_erased:
+            return {"s": obj.subject_id.hex, "c": ""}
+        nonce = os.urandom(12)
+        sealed = nonce + cipher.encrypt(nonce, obj.value.encode(), obj.subject_id.bytes)
+        return {"s": obj.subject_id.hex, "c": base64.b64encode(sealed).decode()}
+
+    def decode(self, data: dict[str, str]) -> PersonalData:
+        subject_id = UUID(data["s"])
+        cipher = self.keys.cipher_for_reading(subject_id) if data["c"] else None
+        if cipher is None:
+            return PersonalData(subject_id, ERASED)
+        sealed = base64.b64decode(data["c"])
+        return PersonalData(subject_id, cipher.decrypt(sealed[:12], sealed[12:], subject_id.bytes).decode())
+
+
+ENVELOPE_FIELDS = (
+    "actor_id", "actor_type", "credential_id", "request_id", "correlation_id", "causation_id",
+    "ip_address", "user_agent",
+)  # fmt: skip
+
+
+class AuditEnvelopeAsDict(Transcoding):
+    type = AuditEnvelope
+    name = "audit"
+
+    def encode(self, obj: AuditEnvelope) -> dict[str, Any]:
+        return {field: getattr(obj, field) for field in ENVELOPE_FIELDS}
+
+    def decode(self, data: dict[str, Any]) -> AuditEnvelope:
+        return AuditEnvelope(**{field: data[field] for field in ENVELOPE_FIELDS if field in data})

@@ -1,0 +1,68 @@
+"""The composition root: builds every component from settings. Tests use the same function."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+
+from eventstore.identity import Identity
+from eventstore.passwords import Passwords
+from eventstore.personal_data import DataKeyStore
+from eventstore.schema import init_schema, is_initialised
+from ledgerline.settings import Settings, SettingsError
+
+
+class NotInitialisedError(RuntimeError):
+    pass
+
+
+@dataclass
+class Components:
+    settings: Settings
+    engine: Engine
+    identity: Identity
+
+    def close(self) -> None:
+        self.identity.close()
+        self.engine.dispose()
+
+
+def secret_key(settings: Settings) -> bytes:
+    """The configured secret; on the embedded SQLite default, one kept in the data directory."""
+    if settings.secret_key is not None:
+        return settings.secret_key
+    if not settings.database.is_sqlite:
+        raise SettingsError("LEDGERLINE_SECRET_KEY is required with PostgreSQL (every process must share it)")
+    path = Path(settings.data_dir) / "secret.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write(secrets.token_hex(32))
+    return bytes.fromhex(path.read_text().strip())
+
+
+def build(settings: Settings, *, init: bool = False, passwords: Passwords | None = None) -> Components:
+    """Assemble the application. ``init`` creates or upgrades the schema first (``db init``);
+    otherwise the schema must already be in place: workers never race to create tables."""
+    secret = secret_key(settings)
+    engine = settings.database.create_engine()
+    if init:
+        init_schema(settings.database, engine)
+    elif not is_initialised(engine):
+        engine.dispose()
+        raise NotInitialisedError(
+            f"the database {settings.database.redacted()} is not initialised: run `ledgerline db init`"
+        )
+    identity = Identity(
+        env=settings.database.eventsourcing_env(create_table=False, pool_size=settings.pool_size),
+        data_keys=DataKeyStore(engine, secret),
+        secret=secret,
+        passwords=passwords or Passwords(settings.argon2),
+        lockout=settings.lockout,
+    )
+    return Components(settings=settings, engine=engine, identity=identity)

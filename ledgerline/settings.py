@@ -1,0 +1,84 @@
+"""Settings from environment variables. ``Settings.from_env`` is pure: it reads a mapping and
+touches nothing (no files, no network), so tests build settings from plain dicts."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from domain.values import Lockout
+from eventstore.database import Database, DatabaseUrlError
+from eventstore.passwords import Argon2Parameters
+
+
+class SettingsError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    database: Database
+    data_dir: Path
+    secret_key: bytes | None
+    argon2: Argon2Parameters
+    lockout: Lockout
+    host: str
+    port: int
+    pool_size: int
+    login_rate_limit: int
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        def get(name: str, default: str) -> str:
+            return environ.get(f"LEDGERLINE_{name}", default).strip() or default
+
+        def number(name: str, default: int, low: int, high: int) -> int:
+            raw = get(name, str(default))
+            try:
+                value = int(raw)
+            except ValueError:
+                raise SettingsError(f"LEDGERLINE_{name} must be a whole number, not {raw!r}") from None
+            if not low <= value <= high:
+                raise SettingsError(f"LEDGERLINE_{name} must be between {low} and {high}, not {value}")
+            return value
+
+        data_dir = Path(get("DATA_DIR", "var"))
+        try:
+            database = Database(get("DATABASE_URL", f"sqlite:///{data_dir / 'ledgerline.sqlite3'}"))
+        except DatabaseUrlError as error:
+            raise SettingsError(f"LEDGERLINE_DATABASE_URL: {error}") from None
+        return cls(
+            database=database,
+            data_dir=data_dir,
+            secret_key=_secret(environ.get("LEDGERLINE_SECRET_KEY", "").strip()),
+            argon2=Argon2Parameters(
+                memory_kib=number("ARGON2_MEMORY_KIB", 19 * 1024, 8, 4 * 1024 * 1024),
+                time_cost=number("ARGON2_TIME_COST", 2, 1, 100),
+                parallelism=number("ARGON2_PARALLELISM", 1, 1, 64),
+            ),
+            lockout=Lockout(
+                max_failures=number("LOCKOUT_MAX_FAILURES", 5, 1, 1000),
+                seconds=number("LOCKOUT_SECONDS", 15 * 60, 1, 365 * 24 * 3600),
+            ),
+            host=get("HOST", "127.0.0.1"),
+            port=number("PORT", 8000, 1, 65535),
+            pool_size=number("POOL_SIZE", 10, 1, 200),
+            login_rate_limit=number("LOGIN_RATE_LIMIT", 10, 0, 1_000_000),
+        )
+
+
+def _secret(raw: str) -> bytes | None:
+    """A secret of at least 32 bytes, given as hex or base64."""
+    if not raw:
+        return None
+    for decode in (bytes.fromhex, base64.b64decode):
+        try:
+            secret = decode(raw)
+        except (ValueError, binascii.Error):
+            continue
+        if len(secret) >= 32:
+            return secret
+    raise SettingsError("LEDGERLINE_SECRET_KEY must be at least 32 bytes, hex or base64 encoded")
