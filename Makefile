@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint unit clean
+.PHONY: install run test lint unit clean bench-store
 
 install: $(STAMP)
 
@@ -31,3 +31,6 @@ unit: install
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+
+bench-store: install
+	$(BIN)/python -m bench.store_writes

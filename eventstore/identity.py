@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import random
 import secrets
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -41,8 +43,9 @@ from eventstore.passwords import Passwords
 from eventstore.personal_data import AuditEnvelopeAsDict, DataKeyStore, PersonalDataAsCiphertext, derive_key
 
 T = TypeVar("T", bound=Aggregate)
+R = TypeVar("R")
 UNCHANGED: Any = object()  # "leave this field as it is" in partial updates
-RETRIES = 8
+RETRIES = 20
 DEFAULT_LOCKOUT = Lockout()
 
 
@@ -243,29 +246,28 @@ class Identity(Application[UUID]):
         if user_id is None:
             self.passwords.verify_nothing(password)
             raise AuthenticationError("unknown_user")
-        checked_hash, password_ok = None, False
-        for _ in range(RETRIES):
+        checked: dict[str, bool] = {}  # password hash -> verified, so a retry hashes only if it changed
+
+        def attempt() -> CommandResult:
             user = self.get_user(user_id)
-            if user.password_hash != checked_hash:
-                checked_hash = user.password_hash
-                password_ok = self.passwords.verify(checked_hash, password)
+            if user.password_hash not in checked:
+                checked[user.password_hash] = self.passwords.verify(user.password_hash, password)
             refusal = user.login_refusal(now)
-            try:
-                if refusal is not None:
-                    user.record_failed_login(refusal.reason, now, self.lockout)
-                    self._save(user)
-                    raise refusal
-                if not password_ok:
-                    user.record_failed_login("bad_password", now, self.lockout)
-                    self._save(user)
-                    raise AuthenticationError("bad_password")
-                user.record_login(now)
-                if self.passwords.needs_rehash(user.password_hash):
-                    user.rehash_password(self.passwords.hash(password))
-                return self._save(user)
-            except IntegrityError:
-                continue  # another attempt changed the user: decide again on its new state
-        raise ConcurrentChangeError("too many concurrent logins for one user")
+            if refusal is not None:
+                user.record_failed_login(refusal.reason, now, self.lockout)
+                self._save(user)
+                raise refusal
+            if not checked[user.password_hash]:
+                user.record_failed_login("bad_password", now, self.lockout)
+                self._save(user)
+                raise AuthenticationError("bad_password")
+            user.record_login(now)
+            if self.passwords.needs_rehash(user.password_hash):
+                user.rehash_password(self.passwords.hash(password))
+            return self._save(user)
+
+        # A concurrent attempt changed the user: decide again on its new state.
+        return self._with_retries(attempt)
 
     def verify_api_key(self, key: str, *, now: datetime | None = None) -> VerifiedKey:
         """Resolve a presented key, refusing malformed keys before any lookup."""
@@ -298,7 +300,8 @@ class Identity(Application[UUID]):
     ) -> IssuedKey:
         new_key = generate_api_key()
         key_id = uuid4()
-        for _ in range(RETRIES):
+
+        def attempt() -> IssuedKey:
             owner = self.get_user(owner_id)
             owner.check_live()
             api_key = ApiKey.issue(
@@ -314,13 +317,11 @@ class Identity(Application[UUID]):
                 now=utcnow(),
             )
             ring = self._key_ring(owner_id)
-            ring.add(key_id, name)
+            ring.add(key_id, name)  # a concurrent issue moves the ring on: retried, name checked again
             digest_claim = Reservation.claim("api_key_digest", new_key.digest, key_id, owner_id)
-            try:
-                return IssuedKey(self._save(api_key, ring, digest_claim), new_key.key)
-            except IntegrityError:
-                continue  # the ring moved on (another key issued): check the name again
-        raise ConcurrentChangeError("too many concurrent changes to this user's keys")
+            return IssuedKey(self._save(api_key, ring, digest_claim), new_key.key)
+
+        return self._with_retries(attempt)
 
     def update_api_key(
         self,
@@ -473,7 +474,8 @@ class Identity(Application[UUID]):
     ) -> CommandResult:
         """Load, change, save; on a version conflict, retry from fresh state unless the client
         named the version it expected (then the conflict is theirs to resolve: 412)."""
-        for _ in range(RETRIES):
+
+        def attempt() -> CommandResult:
             aggregate = self._get(cls, aggregate_id, missing)
             if expected_version is not None and aggregate.version != expected_version:
                 raise VersionMismatchError(expected_version, aggregate.version)
@@ -481,11 +483,23 @@ class Identity(Application[UUID]):
             try:
                 return self._save(aggregate, *(others if isinstance(others, list) else []))
             except IntegrityError:
-                if expected_version is not None:
-                    raise VersionMismatchError(
-                        expected_version, self._get(cls, aggregate_id, missing).version
-                    ) from None
-        raise ConcurrentChangeError(f"too many concurrent changes to {aggregate_id}")
+                if expected_version is None:
+                    raise
+                current = self._get(cls, aggregate_id, missing).version
+                raise VersionMismatchError(expected_version, current) from None
+
+        return self._with_retries(attempt)
+
+    @staticmethod
+    def _with_retries(attempt: Callable[[], R]) -> R:
+        """Run ``attempt``; after a version conflict, pause a random, growing moment and run it
+        again on fresh state. Conflicts never reach the caller unless they persist."""
+        for n in range(RETRIES):
+            try:
+                return attempt()
+            except IntegrityError:
+                time.sleep(random.uniform(0, 0.002 * 2 ** min(n, 5)))  # noqa: S311 (jitter, not crypto)
+        raise ConcurrentChangeError("too many concurrent changes; try again")
 
     def _save(self, main: Aggregate, *others: Aggregate) -> CommandResult:
         recordings = self.save(main, *others)

@@ -13,8 +13,8 @@ from api.schemas import RegisterUser
 from domain.audit import AuditContext, acting_as
 from domain.errors import DomainError
 from ledgerline import __version__
-from ledgerline.bootstrap import Components, build
-from ledgerline.settings import Settings
+from ledgerline.bootstrap import Components, NotInitialisedError, build
+from ledgerline.settings import Settings, SettingsError
 
 CLI_ACTOR = AuditContext(actor_type="system", request_id="cli", user_agent="ledgerline-cli")
 ADMIN_SCOPES = {"*": True}
@@ -26,11 +26,20 @@ def _settings() -> Settings:
 
 @click.group()
 @click.version_option(__version__, prog_name="ledgerline")
-def main() -> None:
+def cli() -> None:
     """Ledgerline: users and API keys whose audit log is the event stream."""
 
 
-@main.group()
+def main() -> None:
+    """Entry point: configuration problems are one clear line, not a traceback."""
+    try:
+        cli()
+    except (SettingsError, NotInitialisedError) as error:
+        click.echo(f"Error: {error}", err=True)
+        sys.exit(1)
+
+
+@cli.group()
 def db() -> None:
     """Database schema."""
 
@@ -43,7 +52,7 @@ def db_init() -> None:
     click.echo(f"database ready: {settings.database.redacted()}")
 
 
-@main.command("create-admin")
+@cli.command("create-admin")
 @click.option("--username", required=True)
 @click.option("--email", required=True)
 @click.option(
@@ -84,7 +93,7 @@ def _register_admin(components: Components, request: RegisterUser) -> str:
         return identity.issue_api_key(user.id, name="admin (created by CLI)", permissions=ADMIN_SCOPES).key
 
 
-@main.command("serve")
+@cli.command("serve")
 def serve() -> None:
     """Serve the API (on SQLite, creating the schema and a first admin on an empty store)."""
     import uvicorn
@@ -94,8 +103,8 @@ def serve() -> None:
     settings = _settings()
     components = build(settings, init=settings.database.is_sqlite)
     try:
-        if components.identity.head_position() == 0:
-            _first_start(components, settings)
+        if settings.database.is_sqlite and components.identity.head_position() == 0:
+            _first_start(components, settings)  # on PostgreSQL operators run create-admin
     finally:
         components.close()
     uvicorn.run(create_app(version=__version__), host=settings.host, port=settings.port, log_level="info")
@@ -110,8 +119,7 @@ def _first_start(components: Components, settings: Settings) -> None:
         "\nFirst start: created the superuser 'admin' (shown once, keep them safe)\n"
         f"  password: {password}\n"
         f"  API key:  {key}\n"
-        f"Try: curl -H 'X-API-Key: {key}' {base}/api/v1/users/me\n"
-        f"     curl {base}/health\n",
-        err=False,
+        f"Send the key as 'X-API-Key: <key>'. Try: curl {base}/health\n"
+        f"The routes served so far are listed at {base}/schema/swagger\n"
     )
     sys.stdout.flush()
