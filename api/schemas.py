@@ -6,13 +6,18 @@ from typing import Annotated
 
 import msgspec
 
-Username = Annotated[str, msgspec.Meta(min_length=3, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")]
+# Patterns must mean the same to Python's `re` (msgspec) and to JSON Schema (ECMA 262): in
+# Python `$` also matches before a final newline, so every pattern ends with END; lookaheads
+# use [\s\S] so they see past a newline too.
+END = r"$(?!\n)"
+
+Username = Annotated[str, msgspec.Meta(min_length=3, max_length=100, pattern=r"^[A-Za-z0-9_-]+" + END)]
 Email = Annotated[
     str,
     msgspec.Meta(
         max_length=254,
         pattern=r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-        r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$",
+        r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+" + END,
     ),
 ]
 Password = Annotated[
@@ -20,12 +25,12 @@ Password = Annotated[
     msgspec.Meta(
         min_length=8,
         max_length=128,
-        pattern=r"^(?=.*[a-z])(?=.*[A-Z])(?=.*[0-9])(?=.*[^A-Za-z0-9])",
+        pattern=r"^(?=[\s\S]*[a-z])(?=[\s\S]*[A-Z])(?=[\s\S]*[0-9])(?=[\s\S]*[^A-Za-z0-9])",
         description="8..128 characters with an upper-case letter, a lower-case letter, "
         "a digit and a special character",
     ),
 ]
-FullName = Annotated[str, msgspec.Meta(max_length=255, pattern=r"^[^<>]*$")]
+FullName = Annotated[str, msgspec.Meta(max_length=255, pattern=r"^[^<>]*" + END)]
 
 
 class RegisterUser(msgspec.Struct, forbid_unknown_fields=True):

@@ -51,7 +51,9 @@ class User(LedgerAggregate):
 
         def apply(self, user: User) -> None:
             user.email = self.email
-            user.verified_at = None  # a new address must be verified again
+            user.verified_at = None  # a new address must be verified again,
+            user.verification_digest = None  # and a token mailed to the old one is void
+            user.verification_expires_at = None
 
     class PasswordChanged(Event):
         TOPIC = "ledgerline.User.PasswordChanged"

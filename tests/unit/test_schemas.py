@@ -1,0 +1,188 @@
+"""Request validation of RegisterUser (the contract's user field rules)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import pytest
+
+from api.schemas import RegisterUser
+
+VALID: dict[str, Any] = {
+    "username": "alice_01",
+    "email": "alice@example.com",
+    "password": "Secr3t!pw",
+}
+
+
+def convert(**changes: Any) -> RegisterUser:
+    return msgspec.convert({**VALID, **changes}, RegisterUser)
+
+
+def refused(field: str, **changes: Any) -> str:
+    with pytest.raises(msgspec.ValidationError) as raised:
+        convert(**changes)
+    message = str(raised.value)
+    assert f"$.{field}" in message
+    return message
+
+
+def test_valid_input() -> None:
+    user = convert(full_name="Alice Smith")
+
+    assert user == RegisterUser(
+        username="alice_01", email="alice@example.com", password="Secr3t!pw", full_name="Alice Smith"
+    )
+
+
+def test_full_name_is_optional() -> None:
+    assert convert().full_name is None
+    assert convert(full_name=None).full_name is None
+
+
+@pytest.mark.parametrize("username", ["abc", "Alice-Smith_99", "a" * 100, "___", "0-0"])
+def test_valid_usernames(username: str) -> None:
+    assert convert(username=username).username == username
+
+
+@pytest.mark.parametrize("username", ["", "a", "ab", "a" * 101])
+def test_a_username_of_the_wrong_length_is_refused(username: str) -> None:
+    refused("username", username=username)
+
+
+@pytest.mark.parametrize(
+    "username", ["al ice", "al@ice", "alice!", "al.ice", "alïce", "ali\nce", "<b>x</b>", " alice"]
+)
+def test_a_username_with_bad_characters_is_refused(username: str) -> None:
+    refused("username", username=username)
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "a@b.co",
+        "Alice.Smith+tag@Example.COM",
+        "o'brien@mail.example.org",
+        "x@sub-domain.example.io",
+        "a" * 242 + "@example.com",  # 254 characters
+    ],
+)
+def test_valid_emails(email: str) -> None:
+    assert convert(email=email).email == email
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "",
+        "alice",
+        "alice@",
+        "@example.com",
+        "alice@example",
+        "alice@@example.com",
+        "al ice@example.com",
+        "alice@-example.com",
+        "alice@example..com",
+        "alice@example.com ",
+        "<alice@example.com>",
+    ],
+)
+def test_an_invalid_email_is_refused(email: str) -> None:
+    refused("email", email=email)
+
+
+# Python's `$` also matches before a final newline: the patterns must not let one through.
+@pytest.mark.parametrize("username", ["alice\n", "ab\n"])
+def test_a_username_with_a_trailing_newline_is_refused(username: str) -> None:
+    refused("username", username=username)
+
+
+def test_an_email_with_a_trailing_newline_is_refused() -> None:
+    refused("email", email="alice@example.com\n")
+
+
+def test_an_email_of_255_characters_is_refused() -> None:
+    email = "a" * 243 + "@example.com"
+    assert len(email) == 255
+
+    message = refused("email", email=email)
+
+    assert "254" in message
+
+
+@pytest.mark.parametrize(
+    ("missing", "password"),
+    [
+        ("upper-case letter", "secr3t!pw"),
+        ("lower-case letter", "SECR3T!PW"),
+        ("digit", "Secret!pw"),
+        ("special character", "Secr3tpw1"),
+    ],
+)
+def test_a_password_lacking_a_character_class_is_refused(missing: str, password: str) -> None:
+    refused("password", password=password)
+
+
+def test_a_password_of_7_characters_is_refused() -> None:
+    refused("password", password="Sc3t!pw")
+
+
+def test_a_password_of_129_characters_is_refused() -> None:
+    password = "Aa1!" + "x" * 125
+    assert len(password) == 129
+
+    refused("password", password=password)
+
+
+@pytest.mark.parametrize("password", ["Sec3t!pw", "Aa1!" + "x" * 124, "Pässw0rd ok", "1234aB_x"])
+def test_valid_passwords(password: str) -> None:
+    assert convert(password=password).password == password
+
+
+def test_a_password_with_every_class_after_a_newline_is_accepted() -> None:
+    assert convert(password="secret\nS3!x").password == "secret\nS3!x"
+
+
+@pytest.mark.parametrize(
+    "full_name",
+    ["<script>", "<script>alert(1)</script>", "Alice <b>Smith</b>", "a>b", "<img src=x onerror=alert(1)>"],
+)
+def test_a_full_name_with_markup_is_refused(full_name: str) -> None:
+    refused("full_name", full_name=full_name)
+
+
+@pytest.mark.parametrize("full_name", ["", "Zoë O'Brien-Smith", "李小龍", "A" * 255])
+def test_valid_full_names(full_name: str) -> None:
+    assert convert(full_name=full_name).full_name == full_name
+
+
+def test_a_full_name_of_256_characters_is_refused() -> None:
+    refused("full_name", full_name="A" * 256)
+
+
+@pytest.mark.parametrize("field", ["is_superuser", "is_active", "extra", "Username"])
+def test_an_unknown_field_is_refused(field: str) -> None:
+    with pytest.raises(msgspec.ValidationError, match="unknown field"):
+        convert(**{field: True})
+
+
+@pytest.mark.parametrize("field", ["username", "email", "password"])
+def test_a_missing_required_field_is_refused(field: str) -> None:
+    data = {key: value for key, value in VALID.items() if key != field}
+
+    with pytest.raises(msgspec.ValidationError, match=f"missing required field `{field}`"):
+        msgspec.convert(data, RegisterUser)
+
+
+@pytest.mark.parametrize(("field", "value"), [("username", 123), ("email", None), ("password", ["x"])])
+def test_a_wrong_type_is_refused(field: str, value: object) -> None:
+    refused(field, **{field: value})
+
+
+def test_json_decoding_applies_the_same_rules() -> None:
+    decoder = msgspec.json.Decoder(RegisterUser)
+
+    assert decoder.decode(msgspec.json.encode(VALID)).username == "alice_01"
+    with pytest.raises(msgspec.ValidationError):
+        decoder.decode(msgspec.json.encode({**VALID, "full_name": "<script>"}))

@@ -1,0 +1,154 @@
+"""API-key scopes: which may be stored (validate_permissions) and what they grant (grants)."""
+
+from __future__ import annotations
+
+import pytest
+
+from domain.errors import InvalidValueError, ScopeNotAllowedError, UnknownScopeError
+from domain.scopes import ADMIN_ONLY, EXACT_SCOPES, KNOWN_SCOPES, grants, validate_permissions
+
+ALL_EXACT = sorted(EXACT_SCOPES)
+REGULAR_SCOPES = ["users:read", "users:write", "api_keys:read", "api_keys:write"]
+ADMIN_SCOPES = ["users:delete", "audit_logs:read"]
+
+
+def test_the_scope_catalogue_matches_the_contract() -> None:
+    assert set(EXACT_SCOPES) == set(REGULAR_SCOPES + ADMIN_SCOPES)
+    wildcards = {"admin", "*", "users:*", "api_keys:*", "audit_logs:*"}
+    assert set(KNOWN_SCOPES) == set(EXACT_SCOPES) | wildcards
+    assert {"users:delete", "audit_logs:read", "admin", "*"} <= ADMIN_ONLY
+    assert ADMIN_ONLY.isdisjoint(REGULAR_SCOPES)
+
+
+# ---- validate_permissions ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("owner_is_superuser", [False, True])
+@pytest.mark.parametrize("scope", [*REGULAR_SCOPES, "api_keys:*"])
+def test_anyone_may_hold_the_regular_scopes(scope: str, owner_is_superuser: bool) -> None:
+    assert validate_permissions({scope: True}, owner_is_superuser=owner_is_superuser) == {scope: True}
+
+
+@pytest.mark.parametrize("scope", sorted(ADMIN_ONLY))
+def test_a_regular_owner_may_not_hold_an_admin_only_scope(scope: str) -> None:
+    with pytest.raises(ScopeNotAllowedError) as raised:
+        validate_permissions({"users:read": True, scope: True}, owner_is_superuser=False)
+
+    assert raised.value.scope == scope
+
+
+@pytest.mark.parametrize("scope", sorted(ADMIN_ONLY))
+def test_a_regular_owner_may_store_an_admin_only_scope_as_false(scope: str) -> None:
+    assert validate_permissions({scope: False}, owner_is_superuser=False) == {scope: False}
+
+
+@pytest.mark.parametrize("scope", sorted(KNOWN_SCOPES))
+def test_a_superuser_owner_may_hold_every_known_scope(scope: str) -> None:
+    assert validate_permissions({scope: True}, owner_is_superuser=True) == {scope: True}
+
+
+@pytest.mark.parametrize("owner_is_superuser", [False, True])
+@pytest.mark.parametrize(
+    "scope",
+    [
+        "users:admin",
+        "Users:read",
+        "USERS:*",
+        "users",
+        "read",
+        "",
+        " users:read",
+        "all",
+        "audit_logs:write",
+        "**",
+    ],
+)
+def test_unknown_scopes_are_refused(scope: str, owner_is_superuser: bool) -> None:
+    with pytest.raises(UnknownScopeError) as raised:
+        validate_permissions({scope: True}, owner_is_superuser=owner_is_superuser)
+
+    assert raised.value.scope == scope
+    assert isinstance(raised.value, InvalidValueError)
+
+
+@pytest.mark.parametrize("value", [1, 0, "true", "false", None, 1.0, [True]])
+def test_non_boolean_values_are_refused(value: object) -> None:
+    with pytest.raises(InvalidValueError) as raised:
+        validate_permissions({"users:read": value}, owner_is_superuser=True)  # type: ignore[dict-item]
+
+    assert raised.value.field == "permissions"
+
+
+def test_validate_returns_a_sorted_copy() -> None:
+    given = {"users:write": True, "api_keys:read": False, "users:read": True}
+
+    checked = validate_permissions(given, owner_is_superuser=False)
+
+    assert checked == given
+    assert checked is not given
+    assert list(checked) == ["api_keys:read", "users:read", "users:write"]
+
+
+def test_an_empty_permission_map_is_valid() -> None:
+    assert validate_permissions({}, owner_is_superuser=False) == {}
+
+
+# ---- grants -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scope", [*ALL_EXACT, "admin", "*", "users:*"])
+@pytest.mark.parametrize("wildcard", ["*", "admin"])
+def test_star_and_admin_grant_everything_to_a_superuser_owner(wildcard: str, scope: str) -> None:
+    assert grants({wildcard: True}, scope, owner_is_superuser=True) is True
+
+
+@pytest.mark.parametrize("scope", ["users:read", "users:write", "users:delete"])
+def test_users_wildcard_grants_every_users_scope(scope: str) -> None:
+    assert grants({"users:*": True}, scope, owner_is_superuser=True) is True
+
+
+@pytest.mark.parametrize("scope", ["api_keys:read", "api_keys:write", "audit_logs:read", "admin"])
+def test_users_wildcard_grants_nothing_outside_users(scope: str) -> None:
+    assert grants({"users:*": True}, scope, owner_is_superuser=True) is False
+
+
+@pytest.mark.parametrize("scope", ["api_keys:read", "api_keys:write"])
+def test_api_keys_wildcard_grants_api_key_scopes_to_a_regular_owner(scope: str) -> None:
+    assert grants({"api_keys:*": True}, scope, owner_is_superuser=False) is True
+    assert grants({"api_keys:*": True}, "users:read", owner_is_superuser=False) is False
+
+
+@pytest.mark.parametrize("scope", ALL_EXACT)
+def test_an_exact_scope_grants_only_itself(scope: str) -> None:
+    permissions = {scope: True}
+
+    granted = [other for other in ALL_EXACT if grants(permissions, other, owner_is_superuser=True)]
+
+    assert granted == [scope]
+
+
+@pytest.mark.parametrize("scope", ALL_EXACT)
+@pytest.mark.parametrize("wildcard", ["*", "admin", "users:*"])
+def test_a_scope_set_to_false_grants_nothing(wildcard: str, scope: str) -> None:
+    assert grants({wildcard: False, scope: False}, scope, owner_is_superuser=True) is False
+
+
+@pytest.mark.parametrize("owner_is_superuser", [False, True])
+@pytest.mark.parametrize("scope", ALL_EXACT)
+def test_no_permissions_grant_nothing(scope: str, owner_is_superuser: bool) -> None:
+    assert grants({}, scope, owner_is_superuser=owner_is_superuser) is False
+
+
+@pytest.mark.parametrize("requested", sorted(ADMIN_ONLY))
+@pytest.mark.parametrize("stored", sorted(ADMIN_ONLY))
+def test_a_regular_owners_key_never_grants_an_admin_only_scope(stored: str, requested: str) -> None:
+    """Even when stored (e.g. the owner was an admin when the key was issued)."""
+    permissions = {scope: True for scope in KNOWN_SCOPES}
+
+    assert grants({stored: True}, requested, owner_is_superuser=False) is False
+    assert grants(permissions, requested, owner_is_superuser=False) is False
+
+
+@pytest.mark.parametrize("scope", REGULAR_SCOPES)
+def test_a_regular_owner_keeps_the_regular_scopes_they_hold(scope: str) -> None:
+    assert grants({scope: True}, scope, owner_is_superuser=False) is True
