@@ -65,13 +65,12 @@ class ApiKey(LedgerAggregate):
         TOPIC = "ledgerline.ApiKey.Rotated"
         key_prefix: str
         digest: str
-        previous_digest: str
-        grace_until: datetime | None
+        grace_until: datetime | None  # the previous secret works until then (None: not at all)
 
         def apply(self, key: ApiKey) -> None:
+            key.previous_digest = key.digest if self.grace_until else None
             key.key_prefix = self.key_prefix
             key.digest = self.digest
-            key.previous_digest = self.previous_digest if self.grace_until else None
             key.grace_until = self.grace_until
             key.rotated_at = self.timestamp
 
@@ -96,6 +95,8 @@ class ApiKey(LedgerAggregate):
             if key.last_used_at is None or self.last_used_at >= key.last_used_at:
                 key.last_used_at = self.last_used_at
                 key.last_used_ip = self.last_used_ip
+
+    REDACTED = frozenset({"digest", "previous_digest"})
 
     owner_id: UUID | None = None
     name: str = ""
@@ -209,7 +210,6 @@ class ApiKey(LedgerAggregate):
             self.Rotated,
             key_prefix=key_prefix,
             digest=digest,
-            previous_digest=self.digest,
             grace_until=grace_until,
         )
 

@@ -21,9 +21,18 @@ class LedgerAggregate(Aggregate):
     """
 
     TOPIC: ClassVar[str]
+    REDACTED: ClassVar[frozenset[str]] = frozenset()  # state never shown by repr()
 
     class Event(Aggregate.Event):
         audit: AuditEnvelope
+
+    def __repr__(self) -> str:
+        shown = (
+            f"{name.lstrip('_')}={'<redacted>' if name in self.REDACTED else repr(value)}"
+            for name, value in vars(self).items()
+            if name != "_pending_events"
+        )
+        return f"{type(self).__name__}({', '.join(shown)})"
 
     @property
     def data_subject_id(self) -> UUID:

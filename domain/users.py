@@ -33,8 +33,11 @@ class User(LedgerAggregate):
         username: str
         email: PersonalData
         full_name: PersonalData | None
-        password_hash: str
+        password_hash: PersonalData  # sealed too: nothing of an erased user stays usable
         is_superuser: bool
+
+        def apply(self, user: User) -> None:
+            user.credential = self.password_hash
 
     Created = Registered
 
@@ -56,18 +59,31 @@ class User(LedgerAggregate):
             user.verification_expires_at = None
 
     class PasswordChanged(Event):
+        """The user changed their own password (the current one was checked)."""
+
         TOPIC = "ledgerline.User.PasswordChanged"
-        password_hash: str
+        password_hash: PersonalData
 
         def apply(self, user: User) -> None:
-            user.password_hash = self.password_hash
+            user.credential = self.password_hash
+
+    class PasswordReset(Event):
+        """An administrator set a new password (no current password)."""
+
+        TOPIC = "ledgerline.User.PasswordReset"
+        password_hash: PersonalData
+
+        def apply(self, user: User) -> None:
+            user.credential = self.password_hash
 
     class PasswordRehashed(Event):
+        """Same password, hashed again with the current parameters at a successful login."""
+
         TOPIC = "ledgerline.User.PasswordRehashed"
-        password_hash: str
+        password_hash: PersonalData
 
         def apply(self, user: User) -> None:
-            user.password_hash = self.password_hash
+            user.credential = self.password_hash
 
     class VerificationRequested(Event):
         TOPIC = "ledgerline.User.VerificationRequested"
@@ -164,10 +180,12 @@ class User(LedgerAggregate):
             user.deleted_at = user.deleted_at or self.timestamp
             user.is_active = False
 
+    REDACTED = frozenset({"credential", "verification_digest"})
+
     username: str = ""
     email: PersonalData | None = None
     full_name: PersonalData | None = None
-    password_hash: str = ""
+    credential: PersonalData | None = None  # the Argon2 hash, sealed with the user's data key
     is_superuser: bool = False
     is_active: bool = True
     verified_at: datetime | None = None
@@ -200,7 +218,7 @@ class User(LedgerAggregate):
             username=username,
             email=PersonalData(user_id, normalise_email(email)),
             full_name=None if full_name is None else PersonalData(user_id, full_name),
-            password_hash=password_hash,
+            password_hash=PersonalData(user_id, password_hash),
             is_superuser=is_superuser,
         )
 
@@ -220,6 +238,10 @@ class User(LedgerAggregate):
 
     def is_locked(self, now: datetime) -> bool:
         return self.locked_until is not None and now < self.locked_until
+
+    @property
+    def password_hash(self) -> str:
+        return self.credential.value if self.credential else ERASED
 
     @property
     def email_address(self) -> str:
@@ -250,12 +272,16 @@ class User(LedgerAggregate):
 
     def change_password(self, password_hash: str) -> None:
         self.check_live()
-        self.trigger_event(self.PasswordChanged, password_hash=password_hash)
+        self.trigger_event(self.PasswordChanged, password_hash=PersonalData(self.id, password_hash))
+
+    def reset_password(self, password_hash: str) -> None:
+        self.check_live()
+        self.trigger_event(self.PasswordReset, password_hash=PersonalData(self.id, password_hash))
 
     def rehash_password(self, password_hash: str) -> None:
         """Same password, stronger hashing parameters (done on a successful login)."""
         self.check_live()
-        self.trigger_event(self.PasswordRehashed, password_hash=password_hash)
+        self.trigger_event(self.PasswordRehashed, password_hash=PersonalData(self.id, password_hash))
 
     # ---- verification ---------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import os
 import threading
 import time
@@ -26,6 +27,7 @@ from sqlalchemy.engine import Engine
 
 from domain.values import ERASED, AuditEnvelope, PersonalData
 
+logger = logging.getLogger(__name__)
 metadata = sa.MetaData()
 
 data_keys = sa.Table(
@@ -33,6 +35,7 @@ data_keys = sa.Table(
     metadata,
     sa.Column("subject_id", sa.Uuid(), primary_key=True),
     sa.Column("wrapped_key", sa.LargeBinary(), nullable=True),  # NULL once erased
+    sa.Column("kek_id", sa.String(16), nullable=False),  # which key-encryption key wrapped it
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("erased_at", sa.DateTime(timezone=True), nullable=True),
 )
@@ -42,6 +45,14 @@ _ERASED_KEY = object()
 
 class MissingDataKeyError(RuntimeError):
     """Personal data whose subject has no key row at all: the store is damaged."""
+
+
+class WrongSecretKeyError(RuntimeError):
+    """The data key was wrapped under another LEDGERLINE_SECRET_KEY than the one configured."""
+
+
+CIPHERTEXT_FORMAT = 1  # {"v": 1, "s": subject hex, "c": base64(nonce + AES-256-GCM(value, aad=subject))}
+WAL_CHECKPOINT_TRIES = 50
 
 
 def derive_key(secret: bytes, purpose: str) -> bytes:
@@ -56,7 +67,9 @@ class DataKeyStore:
 
     def __init__(self, engine: Engine, secret: bytes, *, cache_seconds: float = 5.0) -> None:
         self._engine = engine
-        self._kek = AESGCM(derive_key(secret, "data-key-wrapping"))
+        kek = derive_key(secret, "data-key-wrapping")
+        self._kek = AESGCM(kek)
+        self.kek_id = hashlib.sha256(kek).hexdigest()[:16]
         self._cache_seconds = cache_seconds
         self._cache: OrderedDict[UUID, tuple[float, Any]] = OrderedDict()
         self._lock = threading.Lock()
@@ -87,15 +100,32 @@ class DataKeyStore:
                 .values(wrapped_key=None, erased_at=sa.func.coalesce(data_keys.c.erased_at, now))
             ).rowcount
             if not updated:
-                conn.execute(data_keys.insert().values(subject_id=subject_id, created_at=now, erased_at=now))
+                conn.execute(
+                    data_keys.insert().values(
+                        subject_id=subject_id, kek_id=self.kek_id, created_at=now, erased_at=now
+                    )
+                )
         if self._engine.dialect.name == "sqlite":
-            with self._engine.connect() as conn:  # leave no copy of the key in the WAL file
-                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._truncate_wal()
         with self._lock:
             self._cache[subject_id] = (time.monotonic() + self._cache_seconds, _ERASED_KEY)
 
     def is_erased(self, subject_id: UUID) -> bool:
         return self._cached_or_loaded(subject_id) is _ERASED_KEY
+
+    def _truncate_wal(self) -> None:
+        """Copy the WAL into the database (where secure_delete zeroed the key) and empty it.
+
+        A checkpoint cannot finish while a reader holds an old snapshot; retry for a while,
+        then leave it to SQLite's next automatic checkpoint and say so.
+        """
+        for _ in range(WAL_CHECKPOINT_TRIES):
+            with self._engine.connect() as conn:
+                busy, _, _ = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+            if not busy:
+                return
+            time.sleep(0.1)
+        logger.warning("erased a data key, but readers kept the SQLite WAL busy; it is emptied later")
 
     # ---- internals --------------------------------------------------------------------------
 
@@ -110,10 +140,17 @@ class DataKeyStore:
     def _load(self, subject_id: UUID) -> Any:
         with self._engine.connect() as conn:
             row = conn.execute(
-                sa.select(data_keys.c.wrapped_key).where(data_keys.c.subject_id == subject_id)
+                sa.select(data_keys.c.wrapped_key, data_keys.c.kek_id).where(
+                    data_keys.c.subject_id == subject_id
+                )
             ).first()
         if row is None:
             return None
+        if row.wrapped_key is not None and row.kek_id != self.kek_id:
+            raise WrongSecretKeyError(
+                f"the data key of {subject_id} was wrapped under key {row.kek_id}, not {self.kek_id}: "
+                "is LEDGERLINE_SECRET_KEY the one this database was created with?"
+            )
         cipher: Any = (
             _ERASED_KEY if row.wrapped_key is None else AESGCM(self._unwrap(subject_id, row.wrapped_key))
         )
@@ -132,7 +169,10 @@ class DataKeyStore:
         with self._engine.begin() as conn:
             conn.execute(
                 insert(data_keys).values(
-                    subject_id=subject_id, wrapped_key=wrapped, created_at=datetime.now(UTC)
+                    subject_id=subject_id,
+                    wrapped_key=wrapped,
+                    kek_id=self.kek_id,
+                    created_at=datetime.now(UTC),
                 )
             )
 
@@ -151,7 +191,7 @@ def _insert_ignoring_conflict(engine: Engine) -> Any:
 
 
 class PersonalDataAsCiphertext(Transcoding):
-    """Stores ``PersonalData`` as ``{"s": subject, "c": nonce+ciphertext}``, never in plain."""
+    """Stores ``PersonalData`` as ciphertext (``CIPHERTEXT_FORMAT``), never in plain."""
 
     type = PersonalData
     name = "personal_data"
@@ -159,15 +199,17 @@ class PersonalDataAsCiphertext(Transcoding):
     def __init__(self, keys: DataKeyStore) -> None:
         self.keys = keys
 
-    def encode(self, obj: PersonalData) -> dict[str, str]:
+    def encode(self, obj: PersonalData) -> dict[str, Any]:
         cipher = self.keys.cipher_for_writing(obj.subject_id)
         if cipher is None or obj.is_erased:
-            return {"s": obj.subject_id.hex, "c": ""}
+            return {"v": CIPHERTEXT_FORMAT, "s": obj.subject_id.hex, "c": ""}
         nonce = os.urandom(12)
         sealed = nonce + cipher.encrypt(nonce, obj.value.encode(), obj.subject_id.bytes)
-        return {"s": obj.subject_id.hex, "c": base64.b64encode(sealed).decode()}
+        return {"v": CIPHERTEXT_FORMAT, "s": obj.subject_id.hex, "c": base64.b64encode(sealed).decode()}
 
-    def decode(self, data: dict[str, str]) -> PersonalData:
+    def decode(self, data: dict[str, Any]) -> PersonalData:
+        if data.get("v") != CIPHERTEXT_FORMAT:
+            raise ValueError(f"unknown personal-data format {data.get('v')!r}")
         subject_id = UUID(data["s"])
         cipher = self.keys.cipher_for_reading(subject_id) if data["c"] else None
         if cipher is None:

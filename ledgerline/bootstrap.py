@@ -64,5 +64,6 @@ def build(settings: Settings, *, init: bool = False, passwords: Passwords | None
         secret=secret,
         passwords=passwords or Passwords(settings.argon2),
         lockout=settings.lockout,
+        login_failure_floor=settings.login_failure_floor_ms / 1000,
     )
     return Components(settings=settings, engine=engine, identity=identity)

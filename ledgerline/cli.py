@@ -48,7 +48,13 @@ def db() -> None:
 def db_init() -> None:
     """Create or upgrade the schema (idempotent; safe to run twice or concurrently)."""
     settings = _settings()
-    build(settings, init=True).close()
+    components = build(settings, init=True)
+    try:
+        finished = components.identity.finish_erasures()
+    finally:
+        components.close()
+    if finished:
+        click.echo(f"finished {finished} interrupted erasure(s)")
     click.echo(f"database ready: {settings.database.redacted()}")
 
 
@@ -56,7 +62,10 @@ def db_init() -> None:
 @click.option("--username", required=True)
 @click.option("--email", required=True)
 @click.option(
-    "--password", required=True, help="Prefer the LEDGERLINE_ADMIN_PASSWORD variable: argv is visible."
+    "--password",
+    required=True,
+    envvar="LEDGERLINE_ADMIN_PASSWORD",
+    help="Or set LEDGERLINE_ADMIN_PASSWORD (safer: other users can read a command line).",
 )
 @click.option("--full-name", default=None)
 def create_admin(username: str, email: str, password: str, full_name: str | None) -> None:
@@ -103,6 +112,7 @@ def serve() -> None:
     settings = _settings()
     components = build(settings, init=settings.database.is_sqlite)
     try:
+        components.identity.finish_erasures()
         if settings.database.is_sqlite and components.identity.head_position() == 0:
             _first_start(components, settings)  # on PostgreSQL operators run create-admin
     finally:

@@ -29,6 +29,7 @@ class Settings:
     port: int
     pool_size: int
     login_rate_limit: int
+    login_failure_floor_ms: int
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -67,6 +68,7 @@ class Settings:
             port=number("PORT", 8000, 1, 65535),
             pool_size=number("POOL_SIZE", 10, 1, 200),
             login_rate_limit=number("LOGIN_RATE_LIMIT", 10, 0, 1_000_000),
+            login_failure_floor_ms=number("LOGIN_FAILURE_FLOOR_MS", 150, 0, 10_000),
         )
 
 

@@ -139,3 +139,15 @@ def test_usage_batches_add_up(components: Components) -> None:
     assert stored.usage_count == 1000
     assert stored.last_used_at == later
     assert stored.last_used_ip is not None and stored.last_used_ip.value == "203.0.113.2"
+
+
+def test_secrets_stay_out_of_reprs(components: Components) -> None:
+    identity = components.identity
+    alice = register(identity, "alice")
+    issued = identity.issue_api_key(alice.id, name="ci", permissions=READ)
+    rotated = identity.rotate_api_key(issued.result.id, grace_seconds=60)
+    verification = identity.request_email_verification(alice.id)
+    api_key = identity.get_api_key(issued.result.id)
+    shown = " ".join(map(repr, (issued, rotated, verification, api_key, identity.get_user(alice.id))))
+    for secret in (issued.key, rotated.key, verification.token, api_key.digest, "$argon2"):
+        assert secret not in shown

@@ -72,6 +72,21 @@ def test_create_admin_refuses_a_weak_password_and_stores_nothing(database_url: s
     assert created.returncode == 0, created.stderr
 
 
+def test_admin_password_from_the_environment(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cli.sqlite3'}"
+    os.environ["LEDGERLINE_ADMIN_PASSWORD"] = "Env-Passw0rd!"
+    try:
+        created = run(url, tmp_path, "create-admin", "--username", "root", "--email", "r@example.com")
+    finally:
+        del os.environ["LEDGERLINE_ADMIN_PASSWORD"]
+    assert created.returncode == 0, created.stderr
+    built = build(settings_for(url, tmp_path))
+    try:
+        assert built.identity.authenticate("root", "Env-Passw0rd!").id == built.identity.find_user_id("root")
+    finally:
+        built.close()
+
+
 def test_a_bad_setting_is_a_clear_error(tmp_path: Path) -> None:
     failed = run("mysql://nope", tmp_path, "db", "init")
     assert failed.returncode != 0

@@ -6,12 +6,15 @@ from pathlib import Path
 from uuid import UUID
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from domain.audit import AuditContext, acting_as
-from domain.errors import UserErasedError
+from domain.errors import AuthenticationError, UserErasedError
 from domain.values import ERASED, PersonalData
-from ledgerline.bootstrap import Components
+from eventstore.passwords import Passwords
+from eventstore.personal_data import WrongSecretKeyError, data_keys
+from ledgerline.bootstrap import Components, build
+from tests.conftest import settings_for
 from tests.integration.helpers import STRONG_PASSWORD, events_of, every_stored_byte, register, user_context
 
 EMAIL = "alice.personal@example.com"
@@ -77,11 +80,71 @@ def test_erased_user_reads_as_erased_everywhere_and_events_stay(components: Comp
                 assert EMAIL.encode() not in file.read_bytes()
                 assert NAME.encode() not in file.read_bytes()
 
-    assert identity.find_user_id(EMAIL) == alice.id  # the address stays reserved (keyed hash)
-    with pytest.raises(UserErasedError):
-        identity.erase_user(alice.id)
+    assert identity.find_user_id(EMAIL) is None  # her address no longer points at her...
+    assert identity.find_user_id("alice") == alice.id  # ...her username stays reserved
+    again = identity.erase_user(alice.id)  # idempotent: a repeat answers like the first call
+    assert (again.id, again.version) == (alice.id, after.version)
     with pytest.raises(UserErasedError):
         identity.restore_user(alice.id)
+    with pytest.raises(AuthenticationError):
+        identity.authenticate("alice", STRONG_PASSWORD)  # her password hash is gone too
+    register(identity, "alice2", email=EMAIL)  # and the address can be registered afresh
+
+
+def test_wrapped_key_bytes_leave_the_sqlite_files(tmp_path: Path, fast_passwords: Passwords) -> None:
+    built = build(
+        settings_for(f"sqlite:///{tmp_path / 'l.sqlite3'}", tmp_path), init=True, passwords=fast_passwords
+    )
+    try:
+        alice = register(built.identity, "alice")
+        with built.engine.connect() as conn:
+            wrapped = conn.execute(
+                select(data_keys.c.wrapped_key).where(data_keys.c.subject_id == alice.id)
+            ).scalar_one()
+        files = [tmp_path / "l.sqlite3", tmp_path / "l.sqlite3-wal"]
+        assert any(wrapped in f.read_bytes() for f in files if f.exists())  # the test can see it...
+        built.identity.erase_user(alice.id)
+        assert not any(wrapped in f.read_bytes() for f in files if f.exists())  # ...until it is gone
+    finally:
+        built.close()
+
+
+def test_an_erasure_interrupted_before_the_key_went_is_finished(components: Components) -> None:
+    identity = components.identity
+    alice = register(identity, "alice", email=EMAIL)
+    original_erase = identity.data_keys.erase
+
+    def crash(_: UUID) -> None:
+        raise RuntimeError("power cut")
+
+    identity.data_keys.erase = crash  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        identity.erase_user(alice.id)
+    identity.data_keys.erase = original_erase  # type: ignore[method-assign]
+    assert identity.data_keys.is_erased(alice.id) is False  # the event is stored, the key is not gone
+
+    assert identity.finish_erasures() == 1
+    assert identity.get_user(alice.id).email_address == ERASED
+    assert identity.finish_erasures() == 0
+
+
+def test_another_secret_key_is_refused_not_misread(
+    database_url: str, tmp_path: Path, fast_passwords: Passwords
+) -> None:
+    built = build(settings_for(database_url, tmp_path), init=True, passwords=fast_passwords)
+    try:
+        alice = register(built.identity, "alice")
+    finally:
+        built.close()
+    other = build(
+        settings_for(database_url, tmp_path, LEDGERLINE_SECRET_KEY="33" * 32), passwords=fast_passwords
+    )
+    try:
+        with pytest.raises(Exception, match="LEDGERLINE_SECRET_KEY") as error:
+            other.identity.get_user(alice.id)
+        assert isinstance(error.value.__cause__, WrongSecretKeyError)
+    finally:
+        other.close()
 
 
 def test_personal_data_is_never_stored_in_plain(components: Components) -> None:

@@ -19,7 +19,7 @@ from domain.errors import (
     VerificationTokenError,
 )
 from domain.users import User
-from domain.values import Lockout
+from domain.values import Lockout, PersonalData
 
 LOCKOUT = Lockout(max_failures=5, seconds=900)
 
@@ -91,7 +91,7 @@ def test_register_with_full_name_and_superuser() -> None:
     assert user.full_name.subject_id == user.id
     (event,) = user.collect_events()
     assert isinstance(event, User.Registered)
-    assert event.password_hash == "hash-1"
+    assert event.password_hash == PersonalData(user.id, "hash-1")  # sealed with her data key
     assert event.is_superuser is True
 
 

@@ -21,6 +21,7 @@ def upgrade() -> None:
         "data_keys",
         sa.Column("subject_id", sa.Uuid(), primary_key=True),
         sa.Column("wrapped_key", sa.LargeBinary(), nullable=True),
+        sa.Column("kek_id", sa.String(16), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("erased_at", sa.DateTime(timezone=True), nullable=True),
     )

@@ -1,0 +1,115 @@
+"""Use cases on API keys: issue, change, rotate, revoke, usage."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from uuid import UUID, uuid4
+
+from eventsourcing.domain import Aggregate
+
+from domain.api_keys import ApiKey
+from domain.errors import ApiKeyNotFoundError
+from domain.reservations import Reservation
+from eventstore.api_key_tokens import generate_api_key
+from eventstore.commands import UNCHANGED, CommandResult, IssuedKey, utcnow, with_retries
+from eventstore.identity_base import IdentityBase
+
+
+class ApiKeyCommands(IdentityBase):
+    def issue_api_key(
+        self,
+        owner_id: UUID,
+        *,
+        name: str,
+        permissions: Mapping[str, bool],
+        description: str | None = None,
+        expires_at: datetime | None = None,
+    ) -> IssuedKey:
+        new_key = generate_api_key()
+        key_id = uuid4()
+
+        def attempt() -> IssuedKey:
+            owner = self.get_user(owner_id)
+            owner.check_live()
+            api_key = ApiKey.issue(
+                key_id=key_id,
+                owner_id=owner_id,
+                owner_is_superuser=owner.is_superuser,
+                name=name,
+                description=description,
+                key_prefix=new_key.key_prefix,
+                digest=new_key.digest,
+                permissions=permissions,
+                expires_at=expires_at,
+                now=utcnow(),
+            )
+            ring = self._key_ring(owner_id)
+            ring.add(key_id, name)  # a concurrent issue moves the ring on: retried, name checked again
+            digest_claim = Reservation.claim("api_key_digest", new_key.digest, key_id, owner_id)
+            return IssuedKey(self._save(api_key, ring, digest_claim), new_key.key)
+
+        return with_retries(attempt)
+
+    def update_api_key(
+        self,
+        key_id: UUID,
+        *,
+        name: str = UNCHANGED,
+        description: str | None = UNCHANGED,
+        permissions: Mapping[str, bool] = UNCHANGED,
+        expires_at: datetime | None = UNCHANGED,
+        expected_version: int | None = None,
+    ) -> CommandResult:
+        def change(api_key: ApiKey) -> list[Aggregate]:
+            now, touched = utcnow(), list[Aggregate]()
+            assert api_key.owner_id is not None
+            if name is not UNCHANGED and name != api_key.name:
+                api_key.rename(name, now)
+                ring = self._key_ring(api_key.owner_id)
+                ring.rename(api_key.id, name)
+                touched.append(ring)
+            if description is not UNCHANGED:
+                api_key.describe(description, now)
+            if permissions is not UNCHANGED:
+                owner = self.get_user(api_key.owner_id)
+                api_key.change_permissions(permissions, owner_is_superuser=owner.is_superuser, now=now)
+            if expires_at is not UNCHANGED:
+                api_key.change_expiry(expires_at, now)
+            return touched
+
+        return self._change(ApiKey, key_id, ApiKeyNotFoundError, change, expected_version)
+
+    def rotate_api_key(self, key_id: UUID, *, grace_seconds: int = 0) -> IssuedKey:
+        new_key = generate_api_key()
+
+        def change(api_key: ApiKey) -> list[Aggregate]:
+            api_key.rotate(
+                key_prefix=new_key.key_prefix,
+                digest=new_key.digest,
+                grace_seconds=grace_seconds,
+                now=utcnow(),
+            )
+            assert api_key.owner_id is not None
+            return [Reservation.claim("api_key_digest", new_key.digest, api_key.id, api_key.owner_id)]
+
+        return IssuedKey(self._change(ApiKey, key_id, ApiKeyNotFoundError, change, None), new_key.key)
+
+    def revoke_api_key(self, key_id: UUID, *, reason: str | None = None) -> CommandResult:
+        def change(api_key: ApiKey) -> list[Aggregate]:
+            api_key.revoke(reason)
+            assert api_key.owner_id is not None
+            ring = self._key_ring(api_key.owner_id)
+            ring.remove(api_key.id)
+            return [ring]
+
+        return self._change(ApiKey, key_id, ApiKeyNotFoundError, change, None)
+
+    def record_api_key_usage(
+        self, key_id: UUID, *, count: int, last_used_at: datetime, last_used_ip: str | None
+    ) -> CommandResult:
+        def change(api_key: ApiKey) -> list[Aggregate]:
+            api_key.record_usage(count=count, last_used_at=last_used_at, last_used_ip=last_used_ip)
+            return []
+
+        return self._change(ApiKey, key_id, ApiKeyNotFoundError, change, None)

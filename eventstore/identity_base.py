@@ -1,0 +1,181 @@
+"""The shared machinery of the Identity application: configuration, loading, reservations,
+the load-change-save cycle and its retries."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable, Mapping
+from typing import TypeVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import JSONTranscoder
+
+from domain.api_keys import ApiKey
+from domain.errors import ApiKeyNotFoundError, UserNotFoundError, VersionMismatchError
+from domain.key_rings import KeyRing, key_ring_id
+from domain.reservations import Reservation, reservation_id
+from domain.users import User, normalise_email
+from domain.values import Lockout
+from eventstore.commands import CommandResult, with_retries
+from eventstore.passwords import Passwords
+from eventstore.personal_data import AuditEnvelopeAsDict, DataKeyStore, PersonalDataAsCiphertext, derive_key
+
+T = TypeVar("T", bound=Aggregate)
+DEFAULT_LOCKOUT = Lockout()
+
+
+class IdentityBase(Application[UUID]):
+    snapshotting_intervals = {User: 50, ApiKey: 50, KeyRing: 50}
+
+    def __init__(
+        self,
+        *,
+        env: Mapping[str, str],
+        data_keys: DataKeyStore,
+        secret: bytes,
+        passwords: Passwords,
+        lockout: Lockout = DEFAULT_LOCKOUT,
+        login_failure_floor: float = 0.15,
+    ) -> None:
+        self.data_keys = data_keys  # needed by the transcoder, built in super().__init__
+        self.passwords = passwords
+        self.lockout = lockout
+        self.login_failure_floor = login_failure_floor
+        self._email_pepper = derive_key(secret, "email-reservation")
+        super().__init__(env=dict(env))
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        super().register_transcodings(transcoder)
+        transcoder.register(PersonalDataAsCiphertext(self.data_keys))
+        transcoder.register(AuditEnvelopeAsDict())
+
+    # ---- reads ------------------------------------------------------------------------------
+
+    def get_user(self, user_id: UUID, *, version: int | None = None) -> User:
+        return self._get(User, user_id, UserNotFoundError, version=version)
+
+    def get_api_key(self, key_id: UUID, *, version: int | None = None) -> ApiKey:
+        return self._get(ApiKey, key_id, ApiKeyNotFoundError, version=version)
+
+    def find_user_id(self, login: str) -> UUID | None:
+        """The user holding this username or e-mail address (ignoring case)."""
+        kind, value = ("email", self._email_key(login)) if "@" in login else ("username", login.casefold())
+        return self._holder(kind, value)
+
+    def api_key_ids_of(self, owner_id: UUID) -> list[UUID]:
+        """The owner's live (unrevoked) keys."""
+        return self._key_ring(owner_id).key_ids
+
+    def head_position(self) -> int:
+        return self.recorder.max_notification_id() or 0
+
+    # ---- reservations -----------------------------------------------------------------------
+
+    def _email_key(self, email: str) -> str:
+        """A keyed hash of the normalised address: reservations never hold the e-mail itself."""
+        return hmac.new(self._email_pepper, normalise_email(email).encode(), hashlib.sha256).hexdigest()
+
+    def _reservation(self, kind: str, value: str) -> Reservation | None:
+        try:
+            reservation: Aggregate = self.repository.get(reservation_id(kind, value))
+        except AggregateNotFoundError:
+            return None
+        assert isinstance(reservation, Reservation)
+        return reservation
+
+    def _holder(self, kind: str, value: str) -> UUID | None:
+        reservation = self._reservation(kind, value)
+        return None if reservation is None else reservation.owner_id
+
+    def _claim(
+        self, kind: str, value: str, owner_id: UUID, subject_id: UUID, taken: Callable[[], Exception]
+    ) -> Reservation:
+        reservation = self._reservation(kind, value)
+        if reservation is None:
+            return Reservation.claim(kind, value, owner_id, subject_id)
+        if reservation.owner_id not in (None, owner_id):
+            raise taken()
+        if reservation.owner_id is None:
+            reservation.reclaim(owner_id, subject_id)
+        return reservation
+
+    def _release_email(self, user: User) -> list[Aggregate]:
+        reservation = self._reservation("email", self._email_key(user.email_address))
+        if reservation is None or reservation.owner_id != user.id:
+            return []
+        reservation.release()
+        return [reservation]
+
+    def _key_ring(self, owner_id: UUID) -> KeyRing:
+        try:
+            ring: Aggregate = self.repository.get(key_ring_id(owner_id))
+        except AggregateNotFoundError:
+            return KeyRing.open(owner_id)
+        assert isinstance(ring, KeyRing)
+        return ring
+
+    def _revoke_all_keys(self, owner_id: UUID, reason: str) -> list[Aggregate]:
+        ring = self._key_ring(owner_id)
+        keys: list[Aggregate] = []
+        for key_id in ring.key_ids:
+            api_key = self.get_api_key(key_id)
+            if not api_key.is_revoked:
+                api_key.revoke(reason)
+                keys.append(api_key)
+            ring.remove(key_id)
+        return [*keys, ring] if ring.pending_events else keys
+
+    # ---- load, change, save -----------------------------------------------------------------
+
+    def _get(
+        self, cls: type[T], aggregate_id: UUID, missing: type[Exception], *, version: int | None = None
+    ) -> T:
+        try:
+            aggregate: Aggregate = self.repository.get(aggregate_id, version=version)
+        except AggregateNotFoundError:
+            raise missing(aggregate_id) from None
+        if not isinstance(aggregate, cls):
+            raise missing(aggregate_id)
+        return aggregate
+
+    def _change_user(
+        self, user_id: UUID, change: Callable[[User], object], expected_version: int | None = None
+    ) -> CommandResult:
+        def apply(user: User) -> list[Aggregate]:
+            change(user)
+            return []
+
+        return self._change(User, user_id, UserNotFoundError, apply, expected_version)
+
+    def _change(
+        self,
+        cls: type[T],
+        aggregate_id: UUID,
+        missing: type[Exception],
+        change: Callable[[T], list[Aggregate]],
+        expected_version: int | None,
+    ) -> CommandResult:
+        """Load, change (``change`` returns the other aggregates to save with it), save.
+
+        A version conflict is retried on fresh state, unless the client named the version it
+        expected and the aggregate has moved past it (then it is theirs to resolve: 412). A
+        conflict on a reservation or key ring is retried too, and so ends as the rule it broke.
+        """
+
+        def attempt() -> CommandResult:
+            aggregate = self._get(cls, aggregate_id, missing)
+            if expected_version is not None and aggregate.version != expected_version:
+                raise VersionMismatchError(expected_version, aggregate.version)
+            return self._save(aggregate, *change(aggregate))
+
+        return with_retries(attempt)
+
+    def _save(self, main: Aggregate, *others: Aggregate) -> CommandResult:
+        recordings = self.save(main, *others)
+        position = max((r.notification.id for r in recordings), default=None)
+        return CommandResult(
+            main.id, position if position is not None else self.head_position(), main.version
+        )
