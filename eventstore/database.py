@@ -90,6 +90,9 @@ class Database:
             Path(self.sqlite_path).parent.mkdir(parents=True, exist_ok=True)
             engine = sa.create_engine(self.sqlalchemy_url(), connect_args={"timeout": 30})
             event.listen(engine, "connect", _sqlite_pragmas)
+            # pysqlite would commit before DDL (a view switch would not be atomic): let
+            # SQLAlchemy's transactions be SQLite's own, DDL included.
+            event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
             return engine
         return sa.create_engine(self.sqlalchemy_url(), pool_pre_ping=True, pool_size=5)
 
@@ -100,3 +103,4 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA secure_delete=ON")  # erased data keys leave no bytes behind
     cursor.close()
+    dbapi_connection.isolation_level = None  # type: ignore[attr-defined]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import logging
 import os
 import threading
@@ -233,3 +234,17 @@ class AuditEnvelopeAsDict(Transcoding):
 
     def decode(self, data: dict[str, Any]) -> AuditEnvelope:
         return AuditEnvelope(**{field: data[field] for field in ENVELOPE_FIELDS if field in data})
+
+
+class Sealer:
+    """Personal data for read tables: sealed like in events, revealed at read time, so an
+    erasure reaches every copy without touching a row."""
+
+    def __init__(self, keys: DataKeyStore) -> None:
+        self._transcoding = PersonalDataAsCiphertext(keys)
+
+    def seal(self, data: PersonalData | None) -> str | None:
+        return None if data is None else json.dumps(self._transcoding.encode(data), separators=(",", ":"))
+
+    def reveal(self, sealed: str | None) -> str | None:
+        return None if sealed is None else self._transcoding.decode(json.loads(sealed)).value

@@ -32,7 +32,9 @@ def _alembic_config(connection: Connection) -> Config:
 
 
 @contextmanager
-def _init_lock(engine: Engine) -> Iterator[Connection]:
+def init_lock(engine: Engine) -> Iterator[Connection]:
+    """Serialise initialisers (PostgreSQL advisory lock); everything ``db init`` creates is
+    created while this is held."""
     with engine.connect() as connection:
         if engine.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": INIT_LOCK_KEY})
@@ -45,14 +47,14 @@ def _init_lock(engine: Engine) -> Iterator[Connection]:
                 connection.commit()
 
 
-def init_schema(database: Database, engine: Engine) -> str:
-    """Create or upgrade everything; returns the schema revision now in place."""
-    with _init_lock(engine) as connection:
-        # The library creates its own tables (IF NOT EXISTS); one store is enough for that.
-        _EventTables(env=_table_creating_env(database)).close()
-        command.upgrade(_alembic_config(connection), "head")
-        connection.commit()
-        return current_revision(connection) or ""
+def init_schema(database: Database, connection: Connection) -> str:
+    """Create or upgrade the event store's schema (call it under ``init_lock``); returns the
+    schema revision now in place."""
+    # The library creates its own tables (IF NOT EXISTS); one store is enough for that.
+    _EventTables(env=_table_creating_env(database)).close()
+    command.upgrade(_alembic_config(connection), "head")
+    connection.commit()
+    return current_revision(connection) or ""
 
 
 def _table_creating_env(database: Database) -> dict[str, str]:

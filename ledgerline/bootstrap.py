@@ -11,9 +11,12 @@ from sqlalchemy.engine import Engine
 
 from eventstore.identity import Identity
 from eventstore.passwords import Passwords
-from eventstore.personal_data import DataKeyStore
-from eventstore.schema import init_schema, is_initialised
+from eventstore.personal_data import DataKeyStore, Sealer
+from eventstore.schema import init_lock, init_schema, is_initialised
 from ledgerline.settings import Settings, SettingsError
+from projections.base import Projection, ProjectionContext
+from projections.catalog import ensure_live_generation
+from projections.registry import all_projections
 
 
 class NotInitialisedError(RuntimeError):
@@ -25,10 +28,19 @@ class Components:
     settings: Settings
     engine: Engine
     identity: Identity
+    projections: dict[str, Projection]
 
     def close(self) -> None:
         self.identity.close()
         self.engine.dispose()
+
+    def selected_projections(self, names: tuple[str, ...] = ()) -> list[Projection]:
+        unknown = set(names) - set(self.projections)
+        if unknown:
+            raise SettingsError(
+                f"unknown projection(s) {sorted(unknown)}: choose from {sorted(self.projections)}"
+            )
+        return [p for name, p in self.projections.items() if not names or name in names]
 
 
 def secret_key(settings: Settings) -> bytes:
@@ -51,8 +63,13 @@ def build(settings: Settings, *, init: bool = False, passwords: Passwords | None
     otherwise the schema must already be in place: workers never race to create tables."""
     secret = secret_key(settings)
     engine = settings.database.create_engine()
+    data_keys = DataKeyStore(engine, secret)
+    projections = all_projections(ProjectionContext(Sealer(data_keys)))
     if init:
-        init_schema(settings.database, engine)
+        with init_lock(engine) as connection:
+            init_schema(settings.database, connection)
+            for projection in projections.values():
+                ensure_live_generation(engine, projection)
     elif not is_initialised(engine):
         engine.dispose()
         raise NotInitialisedError(
@@ -60,10 +77,10 @@ def build(settings: Settings, *, init: bool = False, passwords: Passwords | None
         )
     identity = Identity(
         env=settings.database.eventsourcing_env(create_table=False, pool_size=settings.pool_size),
-        data_keys=DataKeyStore(engine, secret),
+        data_keys=data_keys,
         secret=secret,
         passwords=passwords or Passwords(settings.argon2),
         lockout=settings.lockout,
         login_failure_floor=settings.login_failure_floor_ms / 1000,
     )
-    return Components(settings=settings, engine=engine, identity=identity)
+    return Components(settings=settings, engine=engine, identity=identity, projections=projections)

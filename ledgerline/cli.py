@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import sys
+import threading
 
 import click
 import msgspec
@@ -102,22 +104,99 @@ def _register_admin(components: Components, request: RegisterUser) -> str:
         return identity.issue_api_key(user.id, name="admin (created by CLI)", permissions=ADMIN_SCOPES).key
 
 
+@cli.command("project")
+@click.option("--projection", "names", multiple=True, help="Run only these (repeatable); default: all.")
+def project(names: tuple[str, ...]) -> None:
+    """Run projector workers: catch up, then follow the live stream until SIGTERM or Ctrl-C."""
+    from projections.worker import start_workers
+
+    settings = _settings()
+    components = build(settings)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        selected = components.selected_projections(names)
+        click.echo(f"projecting {', '.join(p.name for p in selected)} from {settings.database.redacted()}")
+        workers = start_workers(selected, components.identity, components.engine, settings.database, stop)
+        while not stop.wait(0.5):
+            pass
+        for worker in workers:
+            worker.join(timeout=30)
+    finally:
+        components.close()
+
+
+@cli.group()
+def projections() -> None:
+    """Operate the read models."""
+
+
+@projections.command("status")
+def projections_status() -> None:
+    """Each projection's generation, position, head, lag and state."""
+    from projections.read_side import status
+
+    components = build(_settings())
+    try:
+        rows = status(components.engine, components.identity)
+    finally:
+        components.close()
+    click.echo(f"{'projection':<12}{'gen':>5}{'position':>12}{'head':>12}{'lag':>10}{'lag s':>9}  state")
+    for row in rows:
+        building = f" (generation {row.building} at {row.building_position})" if row.building else ""
+        click.echo(
+            f"{row.name:<12}{row.generation:>5}{row.position:>12}{row.head:>12}{row.lag_events:>10}"
+            f"{row.lag_seconds:>9.1f}  {row.state}{building}"
+        )
+
+
+@projections.command("rebuild")
+@click.argument("name")
+def projections_rebuild(name: str) -> None:
+    """Blue-green rebuild of NAME: a new generation catches up while the live one serves."""
+    from tqdm import tqdm
+
+    from projections.rebuild import rebuild
+
+    components = build(_settings())
+    try:
+        (projection,) = components.selected_projections((name,))
+        with tqdm(total=components.identity.head_position(), unit="ev", desc=name) as bar:
+
+            def progress(done: int, head: int) -> None:
+                bar.total = head
+                bar.update(done - bar.n)
+
+            generation = rebuild(projection, components.identity, components.engine, progress=progress)
+    finally:
+        components.close()
+    click.echo(f"{name}: generation {generation} is live")
+
+
 @cli.command("serve")
 def serve() -> None:
     """Serve the API (on SQLite, creating the schema and a first admin on an empty store)."""
     import uvicorn
 
     from api.app import create_app
+    from projections.worker import start_workers
 
     settings = _settings()
     components = build(settings, init=settings.database.is_sqlite)
+    stop = threading.Event()
     try:
         components.identity.finish_erasures()
-        if settings.database.is_sqlite and components.identity.head_position() == 0:
-            _first_start(components, settings)  # on PostgreSQL operators run create-admin
+        if settings.database.is_sqlite:
+            if components.identity.head_position() == 0:
+                _first_start(components, settings)  # on PostgreSQL operators run create-admin
+            # The embedded store has no separate projector: run it in this process.
+            start_workers(components.selected_projections(), components.identity, components.engine,
+                          settings.database, stop)  # fmt: skip
+        uvicorn.run(create_app(version=__version__), host=settings.host, port=settings.port, log_level="info")
     finally:
+        stop.set()
         components.close()
-    uvicorn.run(create_app(version=__version__), host=settings.host, port=settings.port, log_level="info")
 
 
 def _first_start(components: Components, settings: Settings) -> None:

@@ -1,0 +1,86 @@
+"""The audit log: one entry per user or API-key event, straight from the event and its envelope."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy import MetaData, Table
+from sqlalchemy.engine import Connection
+
+from domain.api_keys import ApiKey
+from domain.users import User
+from domain.values import PersonalData
+from projections.audit_log.tables import define_audit_log
+from projections.base import Positioned, ProjectionContext
+from projections.events import payload, topics_of
+
+REDACTED = "[REDACTED]"
+SECRET_FIELDS = frozenset({"password_hash", "digest", "token_digest"})
+RESOURCE_TYPES = {"ledgerline.User": "user", "ledgerline.ApiKey": "api_key"}
+ACTIONS = {  # where the event's name is not the action's
+    User.LoggedIn: "auth.logged_in",
+    User.LoginFailed: "auth.login_failed",
+}
+FAILURES = frozenset({User.LoginFailed, User.Locked})
+
+
+def action_of(event_class: type) -> str:
+    if event_class in ACTIONS:
+        return ACTIONS[event_class]
+    resource = RESOURCE_TYPES[event_class.TOPIC.rsplit(".", 1)[0]]  # type: ignore[attr-defined]
+    return f"{resource}.{re.sub(r'(?<!^)(?=[A-Z])', '_', event_class.__name__).lower()}"
+
+
+class AuditLogProjection:
+    name = "audit_log"
+    shape = 1
+    topics = topics_of(User) | topics_of(ApiKey)
+
+    def __init__(self, context: ProjectionContext) -> None:
+        self.context = context
+
+    def define_tables(self, metadata: MetaData, generation: int) -> list[Table]:
+        return [define_audit_log(metadata, generation)]
+
+    def apply(self, conn: Connection, tables: Sequence[Table], events: Sequence[Positioned]) -> None:
+        if events:
+            conn.execute(sa.insert(tables[0]), [self.entry(item) for item in events])
+
+    def entry(self, item: Positioned) -> dict[str, Any]:
+        event, audit = item.event, item.event.audit
+        return {
+            "position": item.position,
+            "occurred_at": event.timestamp,
+            "action": action_of(type(event)),
+            "resource_type": RESOURCE_TYPES[event.TOPIC.rsplit(".", 1)[0]],
+            "resource_id": event.originator_id,
+            "resource_version": event.originator_version,
+            "actor_id": audit.actor_id,
+            "actor_type": audit.actor_type,
+            "credential_id": audit.credential_id,
+            "ip_address": self.context.sealer.seal(audit.ip_address),
+            "user_agent": self.context.sealer.seal(audit.user_agent),
+            "request_id": audit.request_id,
+            "correlation_id": audit.correlation_id,
+            "causation_id": audit.causation_id,
+            "status": "failure" if type(event) in FAILURES else "success",
+            "changes": {name: self._shown(name, value) for name, value in payload(event).items()},
+        }
+
+    def _shown(self, name: str, value: Any) -> Any:
+        if name in SECRET_FIELDS:
+            return REDACTED
+        if isinstance(value, PersonalData):
+            return {"sealed": self.context.sealer.seal(value)}
+        if isinstance(value, datetime):
+            return value.isoformat()
+        if isinstance(value, UUID):
+            return str(value)
+        if isinstance(value, dict):
+            return {str(k): self._shown(str(k), v) for k, v in value.items()}
+        return value

@@ -1,0 +1,140 @@
+"""The projection catalog: live and building generations, tracking positions, view switches.
+
+Every batch advances its generation's position with a compare-and-set in the same transaction as
+its rows, so two workers on one projection can never both apply an event.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from projections.base import Projection
+
+metadata = sa.MetaData()
+
+generations = sa.Table(
+    "projection_generations",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("live", sa.Integer(), nullable=False),
+    sa.Column("live_shape", sa.Integer(), nullable=False),
+    sa.Column("building", sa.Integer(), nullable=True),
+    sa.Column("building_shape", sa.Integer(), nullable=True),
+)
+
+tracking = sa.Table(
+    "projection_tracking",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("generation", sa.Integer(), primary_key=True),
+    sa.Column("position", sa.BigInteger(), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+class TrackingConflictError(RuntimeError):
+    """Another worker advanced this generation first; this batch was rolled back."""
+
+
+def tables_of(projection: Projection, generation: int) -> list[sa.Table]:
+    return projection.define_tables(sa.MetaData(), generation)
+
+
+def ensure_live_generation(engine: Engine, projection: Projection) -> None:
+    """Create generation 1 (tables, view, tracking at 0) if the projection has none yet."""
+    with engine.begin() as conn:
+        if conn.execute(sa.select(generations.c.name).where(generations.c.name == projection.name)).first():
+            return
+        _create_generation(conn, projection, 1)
+        conn.execute(generations.insert().values(name=projection.name, live=1, live_shape=projection.shape))
+        _point_view(conn, projection, 1)
+
+
+def live_generation(conn: Connection, name: str) -> tuple[int, int]:
+    row = conn.execute(
+        sa.select(generations.c.live, generations.c.live_shape).where(generations.c.name == name)
+    ).one()
+    return row.live, row.live_shape
+
+
+def building_generation(conn: Connection, name: str) -> int | None:
+    return conn.execute(
+        sa.select(generations.c.building).where(generations.c.name == name)
+    ).scalar_one_or_none()
+
+
+def position(conn: Connection, name: str, generation: int) -> int:
+    return conn.execute(
+        sa.select(tracking.c.position).where(tracking.c.name == name, tracking.c.generation == generation)
+    ).scalar_one()
+
+
+def advance(conn: Connection, name: str, generation: int, expected: int, new: int) -> None:
+    """Move the position from ``expected`` to ``new``, or fail if someone else moved it."""
+    moved = conn.execute(
+        tracking.update()
+        .where(tracking.c.name == name, tracking.c.generation == generation, tracking.c.position == expected)
+        .values(position=new, updated_at=datetime.now(UTC))
+    ).rowcount
+    if moved != 1:
+        raise TrackingConflictError(f"{name} generation {generation} is no longer at {expected}")
+
+
+def begin_rebuild(engine: Engine, projection: Projection) -> int:
+    """The generation a rebuild fills: an interrupted one is resumed, else a new one is made."""
+    with engine.begin() as conn:
+        row = conn.execute(sa.select(generations).where(generations.c.name == projection.name)).one()
+        if row.building is not None and row.building_shape == projection.shape:
+            return int(row.building)
+        if row.building is not None:  # built for another shape: start over
+            _drop_generation(conn, projection, row.building)
+        generation = max(row.live, row.building or 0) + 1
+        _create_generation(conn, projection, generation)
+        conn.execute(
+            generations.update()
+            .where(generations.c.name == projection.name)
+            .values(building=generation, building_shape=projection.shape)
+        )
+        return generation
+
+
+def switch_to(engine: Engine, projection: Projection, generation: int) -> int:
+    """Make ``generation`` live in one transaction (view and catalog), then drop the old one."""
+    with engine.begin() as conn:
+        old, _ = live_generation(conn, projection.name)
+        _point_view(conn, projection, generation)
+        conn.execute(
+            generations.update()
+            .where(generations.c.name == projection.name)
+            .values(live=generation, live_shape=projection.shape, building=None, building_shape=None)
+        )
+    with engine.begin() as conn:  # waits for readers still inside the old tables
+        _drop_generation(conn, projection, old)
+    return old
+
+
+def _create_generation(conn: Connection, projection: Projection, generation: int) -> None:
+    for table in tables_of(projection, generation):
+        table.create(conn, checkfirst=True)
+    conn.execute(
+        tracking.insert().values(
+            name=projection.name, generation=generation, position=0, updated_at=datetime.now(UTC)
+        )
+    )
+
+
+def _drop_generation(conn: Connection, projection: Projection, generation: int) -> None:
+    for table in reversed(tables_of(projection, generation)):
+        table.drop(conn, checkfirst=True)
+    conn.execute(
+        tracking.delete().where(tracking.c.name == projection.name, tracking.c.generation == generation)
+    )
+
+
+def _point_view(conn: Connection, projection: Projection, generation: int) -> None:
+    shown = tables_of(projection, generation)[0].name
+    conn.exec_driver_sql(f"DROP VIEW IF EXISTS {projection.name}")
+    conn.exec_driver_sql(f"CREATE VIEW {projection.name} AS SELECT * FROM {shown}")

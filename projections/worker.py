@@ -1,0 +1,139 @@
+"""Projector workers: one thread per projection that catches up, then follows the live stream.
+
+On PostgreSQL one worker per projection is active (a session advisory lock); others wait as hot
+standbys and take over when the holder's connection goes. New events wake workers through the
+library's NOTIFY; a short poll covers SQLite and missed notifications. A lost database is
+retried with capped exponential backoff; ``stop`` ends each worker after its current batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import psycopg
+from sqlalchemy.engine import Engine
+
+from eventstore.database import Database
+from eventstore.identity import Identity
+from projections import catalog
+from projections.base import Projection
+from projections.runner import ProjectionRunner
+
+logger = logging.getLogger("ledgerline.projector")
+MAX_BACKOFF = 10.0
+
+
+class ProjectionWorker(threading.Thread):
+    def __init__(
+        self,
+        projection: Projection,
+        identity: Identity,
+        engine: Engine,
+        database: Database,
+        stop: threading.Event,
+        *,
+        poll_interval: float = 0.2,
+        batch_size: int = 500,
+    ) -> None:
+        super().__init__(name=f"projector-{projection.name}", daemon=True)
+        self.projection = projection
+        self.runner = ProjectionRunner(projection, identity, engine, batch_size=batch_size)
+        self.engine = engine
+        self.database = database
+        self.stop = stop
+        self.poll_interval = poll_interval
+        self.is_leader = threading.Event()
+
+    def run(self) -> None:
+        backoff = 0.1
+        while not self.stop.is_set():
+            try:
+                with self._leadership() as still_leading:
+                    if still_leading is not None:
+                        self._follow(still_leading)
+                backoff = 0.1
+            except Exception:
+                logger.warning("projection %s: lost the database; retrying in %.1fs",
+                               self.projection.name, backoff, exc_info=True)  # fmt: skip
+                self.stop.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+        logger.info("projection %s: stopped", self.projection.name)
+
+    def _follow(self, still_leading: Callable[[], object]) -> None:
+        with self._wakeups() as wait_for_events:
+            applied, since = 0, time.monotonic()
+            while not self.stop.is_set():
+                still_leading()  # raises once the lock's connection is gone: another may lead now
+                with self.engine.connect() as conn:
+                    generation, shape = catalog.live_generation(conn, self.projection.name)
+                if shape != self.projection.shape:
+                    logger.error("projection %s: live tables have shape %s, code wants %s: run "
+                                 "`ledgerline projections rebuild %s`", self.projection.name, shape,
+                                 self.projection.shape, self.projection.name)  # fmt: skip
+                    self.stop.wait(5)
+                    continue
+                consumed = self.runner.run_batch(generation)
+                applied += consumed
+                if time.monotonic() - since >= 10 and applied:
+                    logger.info("projection %s: %d events in %.0fs", self.projection.name, applied,
+                                time.monotonic() - since)  # fmt: skip
+                    applied, since = 0, time.monotonic()
+                if consumed < self.runner.batch_size:
+                    wait_for_events()
+
+    @contextmanager
+    def _leadership(self) -> Iterator[Callable[[], object] | None]:
+        """Hold the projection's advisory lock (PostgreSQL) while this worker leads; yields a
+        check that raises when the lock is lost, or None if stopped before leading."""
+        if not self.database.is_postgres:
+            self.is_leader.set()
+            try:
+                yield lambda: None
+            finally:
+                self.is_leader.clear()
+            return
+        key = zlib.crc32(f"ledgerline-projection:{self.projection.name}".encode())
+        with psycopg.connect(self.database.url, autocommit=True, connect_timeout=5) as conn:
+            while not self.stop.is_set():
+                if conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]:  # type: ignore[index]
+                    logger.info("projection %s: active", self.projection.name)
+                    self.is_leader.set()
+                    try:
+                        yield lambda: conn.execute("SELECT 1")
+                    finally:
+                        self.is_leader.clear()
+                    return
+                self.stop.wait(1.0)  # hot standby
+            yield None
+
+    @contextmanager
+    def _wakeups(self) -> Iterator[Callable[[], object]]:
+        if not self.database.is_postgres:
+            yield lambda: self.stop.wait(self.poll_interval)
+            return
+        with psycopg.connect(self.database.url, autocommit=True, connect_timeout=5) as listener:
+            listener.execute(f"LISTEN {self.database.events_table}")
+
+            def wait() -> None:
+                for _ in listener.notifies(timeout=self.poll_interval, stop_after=1):
+                    pass
+
+            yield wait
+
+
+def start_workers(
+    projections: list[Projection],
+    identity: Identity,
+    engine: Engine,
+    database: Database,
+    stop: threading.Event,
+) -> list[ProjectionWorker]:
+    workers = [ProjectionWorker(p, identity, engine, database, stop) for p in projections]
+    for worker in workers:
+        worker.start()
+    return workers
