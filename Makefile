@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint unit clean bench-store
+.PHONY: install run test lint unit clean bench-store bench-rebuild
 
 install: $(STAMP)
 
@@ -34,3 +34,6 @@ clean:
 
 bench-store: install
 	$(BIN)/python -m bench.store_writes
+
+bench-rebuild: install
+	$(BIN)/python -m bench.rebuild

@@ -11,7 +11,7 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import JSONTranscoder
+from eventsourcing.persistence import JSONTranscoder, Transcoder
 
 from domain.api_keys import ApiKey
 from domain.errors import ApiKeyNotFoundError, UserNotFoundError, VersionMismatchError
@@ -21,6 +21,7 @@ from domain.users import User, normalise_email
 from domain.values import Lockout
 from eventstore.commands import CommandResult, with_retries
 from eventstore.passwords import Passwords
+from eventstore.transcoder import FastJSONTranscoder
 from eventstore.personal_data import AuditEnvelopeAsDict, DataKeyStore, PersonalDataAsCiphertext, derive_key
 
 T = TypeVar("T", bound=Aggregate)
@@ -46,6 +47,11 @@ class IdentityBase(Application[UUID]):
         self.login_failure_floor = login_failure_floor
         self._email_pepper = derive_key(secret, "email-reservation")
         super().__init__(env=dict(env))
+
+    def construct_transcoder(self) -> Transcoder:
+        transcoder = FastJSONTranscoder()
+        self.register_transcodings(transcoder)
+        return transcoder
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import signal
@@ -34,6 +35,7 @@ def cli() -> None:
 
 def main() -> None:
     """Entry point: configuration problems are one clear line, not a traceback."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         cli()
     except (SettingsError, NotInitialisedError) as error:
