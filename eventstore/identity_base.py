@@ -21,8 +21,8 @@ from domain.users import User, normalise_email
 from domain.values import Lockout
 from eventstore.commands import CommandResult, with_retries
 from eventstore.passwords import Passwords
-from eventstore.transcoder import FastJSONTranscoder
 from eventstore.personal_data import AuditEnvelopeAsDict, DataKeyStore, PersonalDataAsCiphertext, derive_key
+from eventstore.transcoder import FastJSONTranscoder
 
 T = TypeVar("T", bound=Aggregate)
 DEFAULT_LOCKOUT = Lockout()
