@@ -48,21 +48,31 @@ class ProjectionWorker(threading.Thread):
         self.stop = stop
         self.poll_interval = poll_interval
         self.is_leader = threading.Event()
+        self.backoff = 0.1
 
     def run(self) -> None:
-        backoff = 0.1
         while not self.stop.is_set():
             try:
                 with self._leadership() as still_leading:
                     if still_leading is not None:
                         self._follow(still_leading)
-                backoff = 0.1
             except Exception:
                 logger.warning("projection %s: lost the database; retrying in %.1fs",
-                               self.projection.name, backoff, exc_info=True)  # fmt: skip
-                self.stop.wait(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF)
+                               self.projection.name, self.backoff, exc_info=True)  # fmt: skip
+                self._discard_dead_connections()
+                self.stop.wait(self.backoff)
+                self.backoff = min(self.backoff * 2, MAX_BACKOFF)
         logger.info("projection %s: stopped", self.projection.name)
+
+    def _discard_dead_connections(self) -> None:
+        """After an outage the store's pool still holds dead connections, which it would test
+        one by one with growing pauses: drop them now so the next batch connects at once."""
+        pool = getattr(getattr(self.runner.identity.recorder, "datastore", None), "pool", None)
+        if pool is not None:
+            try:
+                pool.check()
+            except Exception:  # the database may still be away; the next attempt will tell
+                logger.debug("pool check failed", exc_info=True)
 
     def _follow(self, still_leading: Callable[[], object]) -> None:
         with self._wakeups() as wait_for_events:
@@ -78,6 +88,7 @@ class ProjectionWorker(threading.Thread):
                     self.stop.wait(5)
                     continue
                 consumed = self.runner.run_batch(generation)
+                self.backoff = 0.1  # the database answers: the next outage starts from short waits
                 applied += consumed
                 if time.monotonic() - since >= 10 and applied:
                     logger.info("projection %s: %d events in %.0fs", self.projection.name, applied,
