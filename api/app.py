@@ -1,24 +1,62 @@
-"""``create_app``: the Litestar application. The resource routes arrive with the REST API issue;
-this holds the health routes and the OpenAPI document."""
+"""``create_app``: the Litestar application, assembled from services built by the caller."""
 
 from __future__ import annotations
 
-from litestar import Litestar, get
+import ipaddress
+import threading
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar, Request
+from litestar.config.response_cache import ResponseCacheConfig
+from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
-from api.schemas import Health
+from api.authorization import principal_of
+from api.context import request_context_middleware
+from api.controllers.api_keys import ApiKeysController
+from api.controllers.auth import AuthController
+from api.controllers.health import health, live, ready
+from api.controllers.users import UsersController
+from api.problems import problem_response
+from api.security import Authenticator, CredentialCache, CredentialWatcher, Principal
+from api.services import Services
+
+MAX_BODY = 64 * 1024
 
 
-def create_app(*, version: str) -> Litestar:
-    @get("/health", sync_to_thread=False)
-    def health() -> Health:
-        return Health(status="ok", version=version)
+def create_app(
+    services: Services, *, trusted_proxies: Sequence[str] = (), watch_credentials: bool = True
+) -> Litestar:
+    cache = CredentialCache()
+    authenticator = Authenticator(services.identity, services.tokens, cache)
+    networks = [ipaddress.ip_network(proxy, strict=False) for proxy in trusted_proxies]
+    stop = threading.Event()
 
-    @get("/live", sync_to_thread=False)
-    def live() -> dict[str, str]:
-        return {"status": "ok"}
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        watcher = CredentialWatcher(services.identity, cache, stop)
+        if watch_credentials:
+            watcher.start()
+        try:
+            yield
+        finally:
+            stop.set()
+
+    def principal(request: Request[Any, Any, Any]) -> Principal:
+        return principal_of(request)
 
     return Litestar(
-        route_handlers=[health, live],
-        openapi_config=OpenAPIConfig(title="Ledgerline", version=version),
+        route_handlers=[health, live, ready, AuthController, UsersController, ApiKeysController],
+        dependencies={
+            "services": Provide(lambda: services, sync_to_thread=False),
+            "principal": Provide(principal, sync_to_thread=False),
+        },
+        middleware=[request_context_middleware(authenticator, networks)],
+        exception_handlers={Exception: problem_response},
+        lifespan=[lifespan],
+        request_max_body_size=MAX_BODY,
+        response_cache_config=ResponseCacheConfig(),
+        openapi_config=OpenAPIConfig(title="Ledgerline", version=services.version),
     )

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 
 class DatabaseUrlError(ValueError):
@@ -91,10 +93,23 @@ class Database:
             engine = sa.create_engine(self.sqlalchemy_url(), connect_args={"timeout": 30})
             event.listen(engine, "connect", _sqlite_pragmas)
             # pysqlite would commit before DDL (a view switch would not be atomic): let
-            # SQLAlchemy's transactions be SQLite's own, DDL included.
-            event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+            # SQLAlchemy's transactions be SQLite's own, DDL included. Writers begin IMMEDIATE
+            # (see ``writing``): a deferred reader cannot upgrade once another write committed.
+            event.listen(engine, "begin", _sqlite_begin)
             return engine
         return sa.create_engine(self.sqlalchemy_url(), pool_pre_ping=True, pool_size=5)
+
+
+@contextmanager
+def writing(engine: Engine) -> Iterator[Connection]:
+    """A transaction that will write: on SQLite it takes the write lock up front (waiting for
+    it), instead of failing with "database is locked" when it first writes."""
+    with engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, conn.begin():
+        yield conn
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    conn.exec_driver_sql(f"BEGIN {conn.get_execution_options().get('sqlite_begin', '')}".strip())
 
 
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:

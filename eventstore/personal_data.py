@@ -27,6 +27,7 @@ from eventsourcing.persistence import Transcoding
 from sqlalchemy.engine import Engine
 
 from domain.values import ERASED, AuditEnvelope, PersonalData
+from eventstore.database import writing
 
 logger = logging.getLogger(__name__)
 metadata = sa.MetaData()
@@ -94,7 +95,7 @@ class DataKeyStore:
     def erase(self, subject_id: UUID) -> None:
         """Destroy the subject's key (idempotent). Nothing of theirs decrypts afterwards."""
         now = datetime.now(UTC)
-        with self._engine.begin() as conn:
+        with writing(self._engine) as conn:
             updated = conn.execute(
                 data_keys.update()
                 .where(data_keys.c.subject_id == subject_id)
@@ -167,7 +168,7 @@ class DataKeyStore:
         nonce = os.urandom(12)
         wrapped = nonce + self._kek.encrypt(nonce, key, subject_id.bytes)
         insert = _insert_ignoring_conflict(self._engine)
-        with self._engine.begin() as conn:
+        with writing(self._engine) as conn:
             conn.execute(
                 insert(data_keys).values(
                     subject_id=subject_id,

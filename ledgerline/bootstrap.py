@@ -7,12 +7,17 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from litestar import Litestar
 from sqlalchemy.engine import Engine
 
+from api.app import create_app
+from api.services import Services
+from api.tokens import AccessTokens
 from eventstore.identity import Identity
 from eventstore.passwords import Passwords
-from eventstore.personal_data import DataKeyStore, Sealer
+from eventstore.personal_data import DataKeyStore, Sealer, derive_key
 from eventstore.schema import init_lock, init_schema, is_initialised
+from ledgerline import __version__
 from ledgerline.settings import Settings, SettingsError
 from projections.base import Projection, ProjectionContext
 from projections.catalog import ensure_live_generation
@@ -29,6 +34,7 @@ class Components:
     engine: Engine
     identity: Identity
     projections: dict[str, Projection]
+    secret: bytes
 
     def close(self) -> None:
         self.identity.close()
@@ -83,4 +89,21 @@ def build(settings: Settings, *, init: bool = False, passwords: Passwords | None
         lockout=settings.lockout,
         login_failure_floor=settings.login_failure_floor_ms / 1000,
     )
-    return Components(settings=settings, engine=engine, identity=identity, projections=projections)
+    return Components(
+        settings=settings, engine=engine, identity=identity, projections=projections, secret=secret
+    )
+
+
+def build_app(components: Components, *, watch_credentials: bool = True) -> Litestar:
+    settings = components.settings
+    services = Services(
+        identity=components.identity,
+        engine=components.engine,
+        sealer=Sealer(components.identity.data_keys),
+        tokens=AccessTokens(
+            derive_key(components.secret, "access-tokens"), lifetime=settings.access_token_lifetime
+        ),
+        version=__version__,
+        allow_registration=settings.allow_registration,
+    )
+    return create_app(services, trusted_proxies=settings.trusted_proxies, watch_credentials=watch_credentials)

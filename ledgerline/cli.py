@@ -16,7 +16,7 @@ from api.schemas import RegisterUser
 from domain.audit import AuditContext, acting_as
 from domain.errors import DomainError
 from ledgerline import __version__
-from ledgerline.bootstrap import Components, NotInitialisedError, build
+from ledgerline.bootstrap import Components, NotInitialisedError, build, build_app
 from ledgerline.settings import Settings, SettingsError
 
 CLI_ACTOR = AuditContext(actor_type="system", request_id="cli", user_agent="ledgerline-cli")
@@ -181,7 +181,6 @@ def serve() -> None:
     """Serve the API (on SQLite, creating the schema and a first admin on an empty store)."""
     import uvicorn
 
-    from api.app import create_app
     from projections.worker import start_workers
 
     settings = _settings()
@@ -195,7 +194,7 @@ def serve() -> None:
             # The embedded store has no separate projector: run it in this process.
             start_workers(components.selected_projections(), components.identity, components.engine,
                           settings.database, stop)  # fmt: skip
-        uvicorn.run(create_app(version=__version__), host=settings.host, port=settings.port, log_level="info")
+        uvicorn.run(build_app(components), host=settings.host, port=settings.port, log_level="info")
     finally:
         stop.set()
         components.close()

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from domain.values import Lockout
@@ -30,6 +32,9 @@ class Settings:
     pool_size: int
     login_rate_limit: int
     login_failure_floor_ms: int
+    trusted_proxies: tuple[str, ...]
+    allow_registration: bool
+    access_token_lifetime: timedelta
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -69,7 +74,31 @@ class Settings:
             pool_size=number("POOL_SIZE", 10, 1, 200),
             login_rate_limit=number("LOGIN_RATE_LIMIT", 10, 0, 1_000_000),
             login_failure_floor_ms=number("LOGIN_FAILURE_FLOOR_MS", 150, 0, 10_000),
+            trusted_proxies=_networks(get("TRUSTED_PROXIES", "")),
+            allow_registration=_flag("ALLOW_REGISTRATION", get("ALLOW_REGISTRATION", "true")),
+            access_token_lifetime=timedelta(seconds=number("ACCESS_TOKEN_SECONDS", 900, 60, 24 * 3600)),
         )
+
+
+def _networks(raw: str) -> tuple[str, ...]:
+    """Comma-separated addresses or CIDR ranges whose X-Forwarded-For is believed."""
+    networks = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for network in networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise SettingsError(
+                f"LEDGERLINE_TRUSTED_PROXIES: {network!r} is not an address or range"
+            ) from None
+    return networks
+
+
+def _flag(name: str, raw: str) -> bool:
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"LEDGERLINE_{name} must be true or false, not {raw!r}")
 
 
 def _secret(raw: str) -> bytes | None:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from eventstore.database import writing
 from projections.base import Projection
 
 metadata = sa.MetaData()
@@ -45,7 +46,7 @@ def tables_of(projection: Projection, generation: int) -> list[sa.Table]:
 
 def ensure_live_generation(engine: Engine, projection: Projection) -> None:
     """Create generation 1 (tables, view, tracking at 0) if the projection has none yet."""
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         if conn.execute(sa.select(generations.c.name).where(generations.c.name == projection.name)).first():
             return
         _create_generation(conn, projection, 1)
@@ -85,7 +86,7 @@ def advance(conn: Connection, name: str, generation: int, expected: int, new: in
 
 def begin_rebuild(engine: Engine, projection: Projection) -> int:
     """The generation a rebuild fills: an interrupted one is resumed, else a new one is made."""
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         row = conn.execute(sa.select(generations).where(generations.c.name == projection.name)).one()
         if row.building is not None and row.building_shape == projection.shape:
             return int(row.building)
@@ -103,7 +104,7 @@ def begin_rebuild(engine: Engine, projection: Projection) -> int:
 
 def switch_to(engine: Engine, projection: Projection, generation: int) -> int:
     """Make ``generation`` live in one transaction (view and catalog), then drop the old one."""
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         old, _ = live_generation(conn, projection.name)
         _point_view(conn, projection, generation)
         conn.execute(
@@ -111,7 +112,7 @@ def switch_to(engine: Engine, projection: Projection, generation: int) -> int:
             .where(generations.c.name == projection.name)
             .values(live=generation, live_shape=projection.shape, building=None, building_shape=None)
         )
-    with engine.begin() as conn:  # waits for readers still inside the old tables
+    with writing(engine) as conn:  # waits for readers still inside the old tables
         _drop_generation(conn, projection, old)
     return old
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from sqlalchemy.engine import Engine
 
+from eventstore.database import writing
 from eventstore.identity import Identity
 from projections import catalog
 from projections.base import Positioned, Projection
@@ -36,7 +37,7 @@ class ProjectionRunner:
             return 0
         topics, decode = self.projection.topics, self.identity.mapper.to_domain_event
         events = [Positioned(n.id, decode(n)) for n in notifications if n.topic in topics]
-        with self.engine.begin() as conn:
+        with writing(self.engine) as conn:
             self.projection.apply(conn, self._tables_of(generation), events)
             catalog.advance(conn, self.projection.name, generation, start, notifications[-1].id)
         return len(notifications)

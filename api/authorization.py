@@ -1,0 +1,86 @@
+"""What each route needs, in one table, and the one guard that enforces it.
+
+A route needs an authenticated caller and, optionally, a scope. Scopes limit what a key may call;
+the owner's role limits which resources (a regular user reaches only themself and their own
+keys; asking for another user's resource answers 404, not 403, so existence is not revealed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from litestar.connection import ASGIConnection
+from litestar.exceptions import PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
+
+from api.context import AUTH_ERROR, PRINCIPAL
+from api.security import Principal
+from domain.errors import AuthenticationError, UserNotFoundError
+
+
+@dataclass(frozen=True)
+class Needs:
+    scope: str | None  # None: any authenticated caller
+    admin: bool = False  # superusers only (regardless of the scope)
+
+
+PUBLIC = None
+ROUTES: dict[str, Needs | None] = {
+    "health": PUBLIC,
+    "live": PUBLIC,
+    "ready": PUBLIC,
+    "register": PUBLIC,
+    "login": PUBLIC,
+    "create_user": Needs("users:write", admin=True),
+    "list_users": Needs("users:read", admin=True),
+    "get_me": Needs(None),
+    "update_me": Needs("users:write"),
+    "change_my_password": Needs("users:write"),
+    "get_user": Needs("users:read"),
+    "get_user_by_username": Needs("users:read", admin=True),
+    "update_user": Needs("users:write"),
+    "verify_user": Needs("users:write", admin=True),
+    "activate_user": Needs("users:write", admin=True),
+    "deactivate_user": Needs("users:write", admin=True),
+    "unlock_user": Needs("users:write", admin=True),
+    "delete_user": Needs("users:delete", admin=True),
+    "restore_user": Needs("users:delete", admin=True),
+    "erase_user": Needs("users:delete", admin=True),
+    "create_api_key": Needs("api_keys:write"),
+    "list_api_keys": Needs("api_keys:read"),
+    "get_api_key": Needs("api_keys:read"),
+    "update_api_key": Needs("api_keys:write"),
+    "rotate_api_key": Needs("api_keys:write"),
+    "revoke_api_key": Needs("api_keys:write"),
+    "delete_api_key": Needs("api_keys:write"),
+    "api_key_usage_stats": Needs("api_keys:read", admin=True),
+}
+
+
+def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
+    principal = connection.scope.get("state", {}).get(PRINCIPAL)
+    if principal is None:
+        raise connection.scope.get("state", {}).get(AUTH_ERROR) or AuthenticationError("missing")
+    return principal
+
+
+def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    if handler.handler_name not in ROUTES:
+        raise RuntimeError(f"route {handler.handler_name} is missing from api.authorization.ROUTES")
+    needs = ROUTES[handler.handler_name]
+    if needs is None:
+        return
+    principal = principal_of(connection)
+    if needs.admin and not principal.is_superuser:
+        raise PermissionDeniedException("admin rights needed")
+    if needs.scope is not None and not principal.may(needs.scope):
+        raise PermissionDeniedException(f"the credential lacks the {needs.scope} scope")
+
+
+def visible_user(principal: Principal, user_id: UUID) -> UUID:
+    """The user id, if the caller may see that user; otherwise 404 (existence not revealed)."""
+    if not principal.can_see_user(user_id):
+        raise UserNotFoundError(user_id)
+    return user_id

@@ -1,0 +1,89 @@
+"""Per-request context: request id, client address, user agent and caller, captured once and
+put in the audit context, so every event the request causes carries them."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+from litestar.datastructures import MutableScopeHeaders
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.security import Authenticator, Principal
+from domain.audit import AuditContext, acting_as
+from domain.errors import AuthenticationError
+
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+PRINCIPAL = "ledgerline.principal"
+AUTH_ERROR = "ledgerline.auth_error"
+
+
+def client_address(peer: str | None, forwarded_for: str | None, trusted: Sequence[Any]) -> str | None:
+    """The caller's address: ``X-Forwarded-For`` counts only when it comes through trusted proxies."""
+    if peer is None or not forwarded_for or not _trusted(peer, trusted):
+        return peer
+    for hop in reversed([part.strip() for part in forwarded_for.split(",")]):
+        if not _trusted(hop, trusted):
+            return hop
+    return peer
+
+
+def _trusted(address: str, trusted: Sequence[Any]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in trusted)
+
+
+def request_context_middleware(authenticator: Authenticator, trusted_proxies: Sequence[Any]) -> Any:
+    def middleware(app: ASGIApp) -> ASGIApp:
+        async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+            given = headers.get("x-request-id", "")
+            request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
+            peer = scope.get("client")[0] if scope.get("client") else None  # type: ignore[index]
+            principal = await _principal(authenticator, headers, scope)
+            context = AuditContext(
+                actor_id=principal.user_id if principal else None,
+                actor_type="user" if principal else "anonymous",
+                credential_id=principal.credential_id if principal else None,
+                request_id=request_id,
+                correlation_id=headers.get("x-correlation-id", request_id)[:128],
+                ip_address=client_address(peer, headers.get("x-forwarded-for"), trusted_proxies),
+                user_agent=headers.get("user-agent", "")[:512] or None,
+            )
+
+            async def send_with_id(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    MutableScopeHeaders.from_message(message)["X-Request-ID"] = request_id
+                await send(message)
+
+            with acting_as(context):
+                await app(scope, receive, send_with_id)
+
+        return handle
+
+    return middleware
+
+
+async def _principal(authenticator: Authenticator, headers: dict[str, str], scope: Scope) -> Principal | None:
+    api_key = headers.get("x-api-key")
+    authorization = headers.get("authorization", "")
+    bearer = authorization[7:].strip() if authorization.lower().startswith("bearer ") else None
+    if not api_key and not bearer:
+        return None
+    try:
+        principal = await anyio.to_thread.run_sync(authenticator.authenticate, api_key, bearer)
+    except AuthenticationError as error:
+        scope.setdefault("state", {})[AUTH_ERROR] = error
+        return None
+    scope.setdefault("state", {})[PRINCIPAL] = principal
+    return principal

@@ -1,0 +1,130 @@
+"""/api-keys: a caller manages their own keys; admins anyone's."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+import msgspec
+from litestar import Controller, Response, delete, get, patch, post
+from litestar.params import HeaderParameter, QueryParameter
+
+from api.authorization import authorize
+from api.controllers.responses import if_match, written
+from api.presenters import api_key_from_aggregate, api_key_from_row, api_key_out
+from api.schemas import (
+    ApiKeyOut,
+    CreateApiKey,
+    Many,
+    NewApiKeyOut,
+    One,
+    Pagination,
+    RotateApiKey,
+    UpdateApiKey,
+)
+from api.security import Principal
+from api.services import Services
+from domain.api_keys import ApiKey
+from domain.errors import ApiKeyNotFoundError
+from eventstore.identity import UNCHANGED
+from projections.api_keys.queries import api_keys_of
+
+MinPosition = Annotated[int | None, QueryParameter(name="min_position", ge=0)]
+IfMatch = Annotated[str | None, HeaderParameter(name="If-Match")]
+
+
+class ApiKeysController(Controller):
+    path = "/api/v1/api-keys"
+    tags = ["api-keys"]
+    guards = [authorize]
+
+    @post("/", sync_to_thread=True, status_code=201)
+    def create_api_key(self, data: CreateApiKey, services: Services, principal: Principal) -> Response[Any]:
+        issued = services.identity.issue_api_key(
+            principal.user_id,
+            name=data.name,
+            permissions=data.permissions,
+            description=data.description,
+            expires_at=data.expires_at,
+        )
+        key = services.identity.get_api_key(issued.result.id)
+        body = NewApiKeyOut(**api_key_from_aggregate(key), key=issued.key)
+        return written(body, issued.result, status=201, location=f"{self.path}/{key.id}")
+
+    @get("/", sync_to_thread=True)
+    def list_api_keys(
+        self,
+        services: Services,
+        principal: Principal,
+        user_id: UUID | None = None,
+        include_revoked: bool = False,
+        include_expired: bool = False,
+        min_position: MinPosition = None,
+    ) -> Many[ApiKeyOut]:
+        owner = principal.user_id if user_id is None or not principal.is_superuser else user_id
+        services.read_side_at(min_position)
+        with services.engine.connect() as conn:
+            keys = [api_key_from_row(row, services.sealer) for row in api_keys_of(conn, owner)]
+        shown = [
+            k
+            for k in keys
+            if (include_revoked or k.revoked_at is None) and (include_expired or k.is_active or k.revoked_at)
+        ]
+        return Many(data=shown, pagination=Pagination(1, max(len(shown), 1), len(shown), False, False, None))
+
+    @get("/{key_id:uuid}", sync_to_thread=True)
+    def get_api_key(
+        self, key_id: UUID, services: Services, principal: Principal, min_position: MinPosition = None
+    ) -> One[ApiKeyOut]:
+        return One(data=api_key_out(_own_key(services, principal, key_id)))
+
+    @patch("/{key_id:uuid}", sync_to_thread=True)
+    def update_api_key(
+        self,
+        key_id: UUID,
+        data: UpdateApiKey,
+        services: Services,
+        principal: Principal,
+        if_match_header: IfMatch = None,
+    ) -> Response[Any]:
+        _own_key(services, principal, key_id)
+        result = services.identity.update_api_key(
+            key_id,
+            name=UNCHANGED if data.name is msgspec.UNSET else data.name,
+            description=UNCHANGED if data.description is msgspec.UNSET else data.description,
+            permissions=UNCHANGED if data.permissions is msgspec.UNSET else data.permissions,
+            expires_at=UNCHANGED if data.expires_at is msgspec.UNSET else data.expires_at,
+            expected_version=if_match(if_match_header),
+        )
+        return written(api_key_out(services.identity.get_api_key(key_id)), result)
+
+    @post("/{key_id:uuid}/rotate", sync_to_thread=True, status_code=200)
+    def rotate_api_key(
+        self, key_id: UUID, services: Services, principal: Principal, data: RotateApiKey | None = None
+    ) -> Response[Any]:
+        _own_key(services, principal, key_id)
+        issued = services.identity.rotate_api_key(
+            key_id, grace_seconds=(data or RotateApiKey()).grace_seconds
+        )
+        key = services.identity.get_api_key(key_id)
+        return written(NewApiKeyOut(**api_key_from_aggregate(key), key=issued.key), issued.result)
+
+    @post("/{key_id:uuid}/revoke", sync_to_thread=True, status_code=200)
+    def revoke_api_key(self, key_id: UUID, services: Services, principal: Principal) -> Response[Any]:
+        _own_key(services, principal, key_id)
+        result = services.identity.revoke_api_key(key_id, reason="revoked through the API")
+        return written(api_key_out(services.identity.get_api_key(key_id)), result)
+
+    @delete("/{key_id:uuid}", sync_to_thread=True, status_code=200)
+    def delete_api_key(self, key_id: UUID, services: Services, principal: Principal) -> Response[Any]:
+        _own_key(services, principal, key_id)
+        result = services.identity.revoke_api_key(key_id, reason="deleted through the API")
+        return written(api_key_out(services.identity.get_api_key(key_id)), result)
+
+
+def _own_key(services: Services, principal: Principal, key_id: UUID) -> ApiKey:
+    """The key, if the caller owns it or is an admin; otherwise 404 (existence not revealed)."""
+    key = services.identity.get_api_key(key_id)
+    if key.owner_id != principal.user_id and not principal.is_superuser:
+        raise ApiKeyNotFoundError(key_id)
+    return key

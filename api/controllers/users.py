@@ -1,0 +1,208 @@
+"""/users: commands go to the Identity application, lists to the users read table."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+import msgspec
+from litestar import Controller, Response, delete, get, patch, post
+from litestar.exceptions import PermissionDeniedException
+from litestar.params import HeaderParameter, Parameter, QueryParameter
+
+from api.authorization import authorize, visible_user
+from api.controllers.responses import if_match, written
+from api.presenters import user_from_aggregate, user_from_row
+from api.schemas import ChangePassword, CreateUser, Many, One, Pagination, UpdateMe, UserOut
+from api.security import Principal
+from api.services import Services, decode_cursor, encode_cursor
+from domain.errors import UserNotFoundError
+from eventstore.identity import CommandResult
+from projections.users.queries import UserFilters
+from projections.users.queries import list_users as query_users
+
+MinPosition = Annotated[int | None, QueryParameter(name="min_position", ge=0)]
+IfMatch = Annotated[str | None, HeaderParameter(name="If-Match")]
+
+
+class UsersController(Controller):
+    path = "/api/v1/users"
+    tags = ["users"]
+    guards = [authorize]
+
+    @post("/", sync_to_thread=True, status_code=201)
+    def create_user(self, data: CreateUser, services: Services) -> Response[Any]:
+        result = services.identity.register_user(
+            username=data.username,
+            email=data.email,
+            password=data.password,
+            full_name=data.full_name,
+            is_superuser=data.is_superuser,
+        )
+        user = user_from_aggregate(services.identity.get_user(result.id))
+        return written(user, result, status=201, location=f"{self.path}/{result.id}")
+
+    @get("/", sync_to_thread=True)
+    def list_users(
+        self,
+        services: Services,
+        search: Annotated[str | None, Parameter(max_length=100)] = None,
+        is_active: bool | None = None,
+        is_verified: bool | None = None,
+        is_superuser: bool | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        include_deleted: bool = False,
+        page: Annotated[int, Parameter(ge=1)] = 1,
+        per_page: Annotated[int, Parameter(ge=1, le=100)] = 20,
+        sort_by: Literal["username", "email", "created_at", "last_login_at"] = "created_at",
+        sort_order: Literal["asc", "desc"] = "asc",
+        cursor: Annotated[str | None, Parameter(max_length=512)] = None,
+        min_position: MinPosition = None,
+    ) -> Many[UserOut]:
+        services.read_side_at(min_position)
+        filters = UserFilters(
+            search, is_active, is_verified, is_superuser, created_after, created_before, include_deleted
+        )
+        after = (
+            None
+            if cursor is None
+            else decode_cursor(cursor, is_time=sort_by in ("created_at", "last_login_at"))
+        )
+        with services.engine.connect() as conn:
+            rows, total = query_users(
+                conn,
+                filters,
+                sort_by=sort_by,
+                descending=sort_order == "desc",
+                page=page,
+                per_page=per_page,
+                after=after,
+            )
+        shown = (page - 1) * per_page + len(rows)
+        has_next = len(rows) == per_page and (after is not None or shown < total)
+        return Many(
+            data=[user_from_row(row, services.sealer) for row in rows],
+            pagination=Pagination(
+                page=page,
+                per_page=per_page,
+                total=total,
+                has_next=has_next,
+                has_prev=page > 1 or after is not None,
+                next_cursor=encode_cursor(rows[-1]["sort_key"], rows[-1]["id"])
+                if has_next and rows
+                else None,
+            ),
+        )
+
+    @get("/me", sync_to_thread=True)
+    def get_me(
+        self, services: Services, principal: Principal, min_position: MinPosition = None
+    ) -> One[UserOut]:
+        return One(data=user_from_aggregate(services.identity.get_user(principal.user_id)))
+
+    @patch("/me", sync_to_thread=True)
+    def update_me(
+        self, data: UpdateMe, services: Services, principal: Principal, if_match_header: IfMatch = None
+    ) -> Response[Any]:
+        return _update_user(services, principal, principal.user_id, data, if_match(if_match_header))
+
+    @post("/me/change-password", sync_to_thread=True, status_code=200)
+    def change_my_password(
+        self, data: ChangePassword, services: Services, principal: Principal
+    ) -> Response[Any]:
+        result = services.identity.change_password(
+            principal.user_id, current_password=data.current_password, new_password=data.new_password
+        )
+        return written(user_from_aggregate(services.identity.get_user(result.id)), result)
+
+    @get("/by-username/{username:str}", sync_to_thread=True)
+    def get_user_by_username(
+        self, username: str, services: Services, min_position: MinPosition = None
+    ) -> One[UserOut]:
+        user_id = services.identity.find_user_id(username) if "@" not in username else None
+        if user_id is None:
+            raise UserNotFoundError(username)
+        return One(data=user_from_aggregate(services.identity.get_user(user_id)))
+
+    @get("/{user_id:uuid}", sync_to_thread=True)
+    def get_user(
+        self, user_id: UUID, services: Services, principal: Principal, min_position: MinPosition = None
+    ) -> One[UserOut]:
+        user = services.identity.get_user(visible_user(principal, user_id))
+        if user.is_deleted and not principal.is_superuser:
+            raise UserNotFoundError(user_id)
+        return One(data=user_from_aggregate(user))
+
+    @patch("/{user_id:uuid}", sync_to_thread=True)
+    def update_user(
+        self,
+        user_id: UUID,
+        data: UpdateMe,
+        services: Services,
+        principal: Principal,
+        if_match_header: IfMatch = None,
+    ) -> Response[Any]:
+        return _update_user(
+            services, principal, visible_user(principal, user_id), data, if_match(if_match_header)
+        )
+
+    @post("/{user_id:uuid}/verify", sync_to_thread=True, status_code=200)
+    def verify_user(self, user_id: UUID, services: Services) -> Response[Any]:
+        return _state_change(services, services.identity.verify_user(user_id))
+
+    @post("/{user_id:uuid}/activate", sync_to_thread=True, status_code=200)
+    def activate_user(self, user_id: UUID, services: Services) -> Response[Any]:
+        return _state_change(services, services.identity.activate_user(user_id))
+
+    @post("/{user_id:uuid}/deactivate", sync_to_thread=True, status_code=200)
+    def deactivate_user(self, user_id: UUID, services: Services) -> Response[Any]:
+        return _state_change(services, services.identity.deactivate_user(user_id))
+
+    @post("/{user_id:uuid}/unlock", sync_to_thread=True, status_code=200)
+    def unlock_user(self, user_id: UUID, services: Services) -> Response[Any]:
+        return _state_change(services, services.identity.unlock_user(user_id))
+
+    @delete("/{user_id:uuid}", sync_to_thread=True, status_code=200)
+    def delete_user(self, user_id: UUID, services: Services) -> Response[Any]:
+        return _state_change(services, services.identity.delete_user(user_id))
+
+    @post("/{user_id:uuid}/restore", sync_to_thread=True, status_code=200)
+    def restore_user(self, user_id: UUID, services: Services) -> Response[Any]:
+        return _state_change(services, services.identity.restore_user(user_id))
+
+    @post("/{user_id:uuid}/erase", sync_to_thread=True, status_code=200)
+    def erase_user(self, user_id: UUID, services: Services) -> Response[Any]:
+        return _state_change(services, services.identity.erase_user(user_id))
+
+
+def _state_change(services: Services, result: Any) -> Response[Any]:
+    return written(user_from_aggregate(services.identity.get_user(result.id)), result)
+
+
+def _update_user(
+    services: Services, principal: Principal, user_id: UUID, data: UpdateMe, expected_version: int | None
+) -> Response[Any]:
+    privileged = {"is_active": data.is_active, "is_verified": data.is_verified}
+    if any(value is not msgspec.UNSET for value in privileged.values()):
+        raise PermissionDeniedException("is_active and is_verified change through their own routes")
+    if data.is_superuser is not msgspec.UNSET and not principal.is_superuser:
+        raise PermissionDeniedException("only admins may change is_superuser")
+    identity, result = services.identity, None
+    if data.full_name is not msgspec.UNSET:
+        result = identity.update_profile(user_id, full_name=data.full_name, expected_version=expected_version)
+        expected_version = None if expected_version is None else result.version
+    if data.email is not msgspec.UNSET:
+        result = identity.change_email(user_id, data.email, expected_version=expected_version)
+        expected_version = None if expected_version is None else result.version
+    if (
+        data.is_superuser is not msgspec.UNSET
+        and data.is_superuser != identity.get_user(user_id).is_superuser
+    ):
+        change = identity.grant_superuser if data.is_superuser else identity.revoke_superuser
+        result = change(user_id)
+    if result is None:  # nothing to change: answer with the current state
+        user = identity.get_user(user_id)
+        result = CommandResult(user.id, identity.head_position(), user.version)
+    return written(user_from_aggregate(identity.get_user(user_id)), result)

@@ -1,0 +1,129 @@
+"""Errors as RFC 9457 problems: one table maps each exception type to status, type and title.
+
+Domain errors know nothing of HTTP; this is the one place that gives them a status. Anything
+not in the table is a 500 whose body says nothing of the internals (logged with the request id).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import (
+    ClientException,
+    HTTPException,
+    MethodNotAllowedException,
+    NotAuthorizedException,
+    NotFoundException,
+    PermissionDeniedException,
+    TooManyRequestsException,
+    ValidationException,
+)
+
+from domain import errors
+
+logger = logging.getLogger("ledgerline.api")
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://ledgerline.dev/problems/"
+
+
+@dataclass(frozen=True)
+class Problem:
+    status: int
+    type: str
+    title: str
+
+
+# Most specific first: the first entry the exception is an instance of wins.
+PROBLEMS: tuple[tuple[type[BaseException], Problem], ...] = (
+    (errors.VersionMismatchError, Problem(412, "precondition-failed", "The resource has changed")),
+    (errors.UniquenessError, Problem(409, "already-exists", "Already taken")),
+    (errors.ConflictError, Problem(409, "conflict", "The resource is not in a state that allows this")),
+    (
+        errors.ConcurrentChangeError,
+        Problem(409, "concurrent-change", "Too many concurrent changes, try again"),
+    ),
+    (errors.NotFoundError, Problem(404, "not-found", "Not found")),
+    (errors.ScopeNotAllowedError, Problem(403, "forbidden", "Not allowed")),
+    (errors.AuthenticationError, Problem(401, "unauthenticated", "Authentication required")),
+    (errors.WrongPasswordError, Problem(422, "wrong-password", "The current password is wrong")),
+    (errors.VerificationTokenError, Problem(422, "invalid-token", "The verification token is invalid")),
+    (errors.InvalidValueError, Problem(422, "invalid-value", "A value breaks a rule")),
+    (ValidationException, Problem(422, "validation-failed", "The request does not have the expected shape")),
+    (NotAuthorizedException, Problem(401, "unauthenticated", "Authentication required")),
+    (PermissionDeniedException, Problem(403, "forbidden", "Not allowed")),
+    (NotFoundException, Problem(404, "not-found", "Not found")),
+    (MethodNotAllowedException, Problem(405, "method-not-allowed", "Method not allowed")),
+    (TooManyRequestsException, Problem(429, "too-many-requests", "Too many requests")),
+    (ClientException, Problem(400, "bad-request", "The request could not be read")),
+)
+INTERNAL = Problem(500, "internal", "Internal server error")
+UNAVAILABLE = Problem(503, "unavailable", "Service unavailable")
+
+
+def problem_for(error: BaseException) -> Problem:
+    for kind, problem in PROBLEMS:
+        if isinstance(error, kind):
+            return problem
+    if isinstance(error, HTTPException) and error.status_code == 503:
+        return UNAVAILABLE
+    return INTERNAL
+
+
+def problem_response(request: Request[Any, Any, Any], error: Exception) -> Response[dict[str, Any]]:
+    problem = problem_for(error)
+    detail = _detail(error, problem)
+    body: dict[str, Any] = {
+        "type": TYPE_BASE + problem.type,
+        "title": problem.title,
+        "status": problem.status,
+        "detail": detail,
+    }
+    headers = dict(getattr(error, "headers", None) or {})
+    if isinstance(error, ValidationException):
+        body["errors"] = _field_errors(error)
+        if _is_missing_body(body["errors"]):
+            problem = Problem(400, "bad-request", "The request could not be read")
+            body.update(
+                type=TYPE_BASE + problem.type,
+                title=problem.title,
+                status=400,
+                detail="a JSON body is required",
+            )
+            del body["errors"]
+    elif isinstance(error, errors.InvalidValueError):
+        body["errors"] = [{"field": error.field, "message": error.message}]
+    if problem.status == 401:
+        headers.setdefault("WWW-Authenticate", 'Bearer realm="ledgerline", ApiKey header="X-API-Key"')
+    if problem.status >= 500 and problem is INTERNAL:
+        logger.exception(
+            "unhandled error", exc_info=error, extra={"request_id": request.headers.get("x-request-id")}
+        )
+    return Response(body, status_code=body["status"], media_type=PROBLEM_JSON, headers=headers)
+
+
+def _detail(error: BaseException, problem: Problem) -> str:
+    if problem is INTERNAL:
+        return "An unexpected error occurred; it has been logged."
+    if isinstance(error, errors.AuthenticationError):
+        return "Invalid or missing credentials."  # one message for every cause
+    if isinstance(error, errors.NotFoundError):
+        return f"{error.resource_type.replace('_', ' ')} not found"
+    if isinstance(error, HTTPException):
+        return str(error.detail)
+    return str(error)
+
+
+def _field_errors(error: ValidationException) -> list[dict[str, str]]:
+    extra = error.extra if isinstance(error.extra, list) else []
+    return [
+        {"field": str(item.get("key", "body")), "message": str(item.get("message", "invalid"))}
+        for item in extra
+        if isinstance(item, dict)
+    ] or [{"field": "body", "message": str(error.detail)}]
+
+
+def _is_missing_body(field_errors: list[dict[str, str]]) -> bool:
+    return field_errors == [{"field": "data", "message": "'data'"}]

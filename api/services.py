@@ -1,0 +1,52 @@
+"""What handlers work with, built once per app: the event store, the read side, credentials."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from litestar.exceptions import ServiceUnavailableException, ValidationException
+from sqlalchemy.engine import Engine
+
+from api.tokens import AccessTokens
+from eventstore.identity import Identity
+from eventstore.personal_data import Sealer
+from projections.read_side import wait_for_position
+
+
+@dataclass
+class Services:
+    identity: Identity
+    engine: Engine
+    sealer: Sealer
+    tokens: AccessTokens
+    version: str = "0"
+    read_timeout: float = 3.0
+    ready_max_lag: int = 1000
+    allow_registration: bool = True
+
+    def read_side_at(self, min_position: int | None) -> None:
+        """Wait until the read tables hold ``min_position`` (default: everything written so
+        far, so a client always reads its own writes); 503 with Retry-After if they lag."""
+        target = self.identity.head_position() if min_position is None else min_position
+        if not wait_for_position(self.engine, target, timeout=self.read_timeout):
+            raise ServiceUnavailableException("the read side is catching up", headers={"Retry-After": "1"})
+
+
+def encode_cursor(sort_key: Any, row_id: UUID) -> str:
+    value = sort_key.isoformat() if isinstance(sort_key, datetime) else sort_key
+    return base64.urlsafe_b64encode(json.dumps([value, str(row_id)]).encode()).decode()
+
+
+def decode_cursor(cursor: str, *, is_time: bool) -> tuple[Any, UUID]:
+    try:
+        value, row_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return (datetime.fromisoformat(value) if is_time else value), UUID(row_id)
+    except (ValueError, TypeError) as error:
+        raise ValidationException(
+            "invalid cursor", extra=[{"key": "cursor", "message": "invalid cursor"}]
+        ) from error

@@ -1,0 +1,149 @@
+"""/api/v1/users and /api/v1/auth through a real app, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+
+from tests.api.conftest import PASSWORD, Api
+
+USERS = "/api/v1/users"
+
+
+def problem(response, status: int) -> dict:  # type: ignore[no-untyped-def, type-arg]
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert {"type", "title", "status", "detail"} <= set(body) and body["status"] == status
+    return body  # type: ignore[no-any-return]
+
+
+def test_register_then_login_then_read_myself(api: Api) -> None:
+    created = api.client.post(
+        "/api/v1/auth/register", json={"username": "bob", "email": "Bob@Example.com", "password": PASSWORD}
+    )
+    assert created.status_code == 201, created.text
+    assert int(created.headers["X-Event-Position"]) > 0
+    assert created.headers["Location"].endswith(created.json()["data"]["id"])
+    user = created.json()["data"]
+    assert (user["username"], user["email"], user["is_verified"], user["version"]) == (
+        "bob",
+        "bob@example.com",
+        False,
+        1,
+    )
+
+    login = api.client.post("/api/v1/auth/login", json={"username": "bob", "password": PASSWORD})
+    assert login.status_code == 200, login.text
+    token = login.json()["data"]
+    assert token["token_type"] == "bearer" and token["expires_in"] == 900
+    me = api.client.get(f"{USERS}/me", headers={"Authorization": f"Bearer {token['access_token']}"})
+    assert me.status_code == 200 and me.json()["data"]["id"] == user["id"]
+    assert me.json()["data"]["last_login_at"] is not None
+
+
+def test_login_failures_all_look_the_same(api: Api) -> None:
+    wrong = api.client.post("/api/v1/auth/login", json={"username": "alice", "password": "Wrong-pass-1"})
+    unknown = api.client.post("/api/v1/auth/login", json={"username": "nobody", "password": "Wrong-pass-1"})
+    for response in (wrong, unknown):
+        problem(response, 401)
+        assert "WWW-Authenticate" in response.headers
+    assert problem(wrong, 401)["detail"] == problem(unknown, 401)["detail"]
+
+
+def test_bad_input_is_a_clear_4xx(api: Api) -> None:
+    register = "/api/v1/auth/register"
+    problem(
+        api.client.post(register, content=b"{not json", headers={"content-type": "application/json"}), 400
+    )
+    problem(api.client.post(register, content=b"", headers={"content-type": "application/json"}), 400)
+    weak = problem(
+        api.client.post(register, json={"username": "bob", "email": "b@example.com", "password": "weak"}), 422
+    )
+    assert weak["errors"][0]["field"] == "password"
+    extra = {"username": "bob", "email": "b@example.com", "password": PASSWORD, "role": "admin"}
+    assert problem(api.client.post(register, json=extra), 422)["errors"]
+    duplicate = {"username": "ALICE", "email": "new@example.com", "password": PASSWORD}
+    problem(api.client.post(register, json=duplicate), 409)
+    for query in ("per_page=0", "per_page=101", "page=0", "sort_by=password", "sort_order=up", "cursor=%%%"):
+        problem(api.client.get(f"{USERS}?{query}", headers=api.as_admin()), 422)
+
+
+def test_credentials_and_scopes(api: Api) -> None:
+    problem(api.client.get(f"{USERS}/me"), 401)
+    problem(api.client.get(f"{USERS}/me", headers={"X-API-Key": "llk_garbage"}), 401)
+    problem(api.client.get(f"{USERS}/me", headers={"Authorization": "Bearer not.a.jwt"}), 401)
+    problem(api.client.get(USERS, headers=api.as_user()), 403)  # lists need admin rights
+    problem(api.client.get(f"{USERS}/{api.admin_id}", headers=api.as_user()), 404)  # not revealed
+    assert api.client.get(f"{USERS}/{api.user_id}", headers=api.as_user()).status_code == 200
+    assert api.client.get(f"{USERS}/{api.user_id}", headers=api.as_admin()).status_code == 200
+
+
+def test_admin_creates_lists_and_pages_users(api: Api) -> None:
+    for n in range(5):
+        body = {
+            "username": f"user{n}",
+            "email": f"user{n}@example.com",
+            "password": PASSWORD,
+            "full_name": f"User {n}",
+        }
+        assert api.client.post(USERS, json=body, headers=api.as_admin()).status_code == 201
+    first = api.client.get(f"{USERS}?per_page=3&sort_by=username", headers=api.as_admin())
+    assert first.status_code == 200, first.text
+    page = first.json()
+    assert page["pagination"]["total"] == 7 and page["pagination"]["has_next"] is True
+    assert [u["username"] for u in page["data"]] == ["alice", "root", "user0"]
+    following = api.client.get(
+        f"{USERS}?per_page=3&sort_by=username&cursor={page['pagination']['next_cursor']}",
+        headers=api.as_admin(),
+    )
+    assert [u["username"] for u in following.json()["data"]] == ["user1", "user2", "user3"]
+    found = api.client.get(f"{USERS}?search=USER 3", headers=api.as_admin()).json()["data"]
+    assert [u["username"] for u in found] == ["user3"]
+
+
+def test_profile_changes_versions_and_states(api: Api) -> None:
+    me = f"{USERS}/me"
+    changed = api.client.patch(me, json={"full_name": "Alice A."}, headers=api.as_user())
+    assert changed.status_code == 200 and changed.json()["data"]["full_name"] == "Alice A."
+    version = changed.json()["data"]["version"]
+    problem(
+        api.client.patch(
+            me, json={"full_name": "Stale"}, headers={**api.as_user(), "If-Match": str(version - 1)}
+        ),
+        412,
+    )
+    assert (
+        api.client.patch(
+            me, json={"full_name": "Fresh"}, headers={**api.as_user(), "If-Match": str(version)}
+        ).status_code
+        == 200
+    )
+    problem(api.client.patch(me, json={"is_superuser": True}, headers=api.as_user()), 403)
+    problem(api.client.patch(me, json={"is_active": False}, headers=api.as_user()), 403)
+    problem(api.client.patch(me, json={"email": "root@example.com"}, headers=api.as_user()), 409)
+
+    verify = f"{USERS}/{api.user_id}/verify"
+    assert api.client.post(verify, headers=api.as_admin()).status_code == 200
+    problem(api.client.post(verify, headers=api.as_admin()), 409)
+    problem(api.client.post(verify, headers=api.as_user()), 403)
+
+
+def test_deactivation_stops_the_users_key_within_a_second(api: Api) -> None:
+    assert api.client.get(f"{USERS}/me", headers=api.as_user()).status_code == 200  # now cached
+    assert api.client.post(f"{USERS}/{api.user_id}/deactivate", headers=api.as_admin()).status_code == 200
+    deadline = time.monotonic() + 1.0
+    while api.client.get(f"{USERS}/me", headers=api.as_user()).status_code == 200:
+        assert time.monotonic() < deadline, "the deactivated user's key still works after 1 s"
+        time.sleep(0.05)
+    problem(api.client.post(f"{USERS}/{api.user_id}/deactivate", headers=api.as_admin()), 409)
+
+
+def test_no_secret_in_any_response(api: Api) -> None:
+    responses = [
+        api.client.get(f"{USERS}/me", headers=api.as_user()),
+        api.client.get(USERS, headers=api.as_admin()),
+        api.client.post("/api/v1/auth/login", json={"username": "alice", "password": PASSWORD}),
+    ]
+    for response in responses:
+        assert PASSWORD not in response.text and "$argon2" not in response.text
+        assert api.user_key not in response.text and api.admin_key not in response.text
