@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from litestar import Litestar, Request
 from litestar.config.response_cache import ResponseCacheConfig
 from litestar.di import Provide
@@ -22,6 +23,7 @@ from api.controllers.users import UsersController
 from api.problems import problem_response
 from api.security import Authenticator, CredentialCache, CredentialWatcher, Principal
 from api.services import Services
+from api.usage import UsageRecorder
 
 MAX_BODY = 64 * 1024
 
@@ -33,16 +35,19 @@ def create_app(
     authenticator = Authenticator(services.identity, services.tokens, cache)
     networks = [ipaddress.ip_network(proxy, strict=False) for proxy in trusted_proxies]
     stop = threading.Event()
+    usage = UsageRecorder(services.identity, stop, interval=services.usage_flush_seconds)
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         watcher = CredentialWatcher(services.identity, cache, stop)
         if watch_credentials:
             watcher.start()
+        usage.start()
         try:
             yield
         finally:
-            stop.set()
+            stop.set()  # the usage flusher writes what it counted, then ends
+            await anyio.to_thread.run_sync(usage.join, 30)
 
     def principal(request: Request[Any, Any, Any]) -> Principal:
         return principal_of(request)
@@ -53,7 +58,7 @@ def create_app(
             "services": Provide(lambda: services, sync_to_thread=False),
             "principal": Provide(principal, sync_to_thread=False),
         },
-        middleware=[request_context_middleware(authenticator, networks)],
+        middleware=[request_context_middleware(authenticator, networks, usage)],
         exception_handlers={Exception: problem_response},
         lifespan=[lifespan],
         request_max_body_size=MAX_BODY,

@@ -7,6 +7,7 @@ import ipaddress
 import re
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -14,6 +15,7 @@ from litestar.datastructures import MutableScopeHeaders
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.security import Authenticator, Principal
+from api.usage import UsageRecorder
 from domain.audit import AuditContext, acting_as
 from domain.errors import AuthenticationError
 
@@ -40,7 +42,9 @@ def _trusted(address: str, trusted: Sequence[Any]) -> bool:
     return any(ip in network for network in trusted)
 
 
-def request_context_middleware(authenticator: Authenticator, trusted_proxies: Sequence[Any]) -> Any:
+def request_context_middleware(
+    authenticator: Authenticator, trusted_proxies: Sequence[Any], usage: UsageRecorder
+) -> Any:
     def middleware(app: ASGIApp) -> ASGIApp:
         async def handle(scope: Scope, receive: Receive, send: Send) -> None:
             if scope["type"] != "http":
@@ -51,13 +55,16 @@ def request_context_middleware(authenticator: Authenticator, trusted_proxies: Se
             request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
             peer = scope.get("client")[0] if scope.get("client") else None  # type: ignore[index]
             principal = await _principal(authenticator, headers, scope)
+            address = client_address(peer, headers.get("x-forwarded-for"), trusted_proxies)
+            if principal is not None and principal.credential_type == "api_key":
+                usage.count(principal.credential_id, datetime.now(UTC), address)
             context = AuditContext(
                 actor_id=principal.user_id if principal else None,
                 actor_type="user" if principal else "anonymous",
                 credential_id=principal.credential_id if principal else None,
                 request_id=request_id,
                 correlation_id=headers.get("x-correlation-id", request_id)[:128],
-                ip_address=client_address(peer, headers.get("x-forwarded-for"), trusted_proxies),
+                ip_address=address,
                 user_agent=headers.get("user-agent", "")[:512] or None,
             )
 

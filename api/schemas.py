@@ -144,6 +144,15 @@ class NewApiKeyOut(ApiKeyOut):
     warning: str = "Store this key now: it is shown only once."
 
 
+class UsageStats(msgspec.Struct):
+    total_keys: int
+    active_keys: int
+    expired_keys: int
+    revoked_keys: int
+    keys_used_today: int
+    total_requests: int
+
+
 class TokenPair(msgspec.Struct):
     access_token: str
     token_type: str

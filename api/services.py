@@ -28,6 +28,7 @@ class Services:
     read_timeout: float = 3.0
     ready_max_lag: int = 1000
     allow_registration: bool = True
+    usage_flush_seconds: float = 2.0
 
     def read_side_at(self, min_position: int | None) -> None:
         """Wait until the read tables hold ``min_position`` (default: everything written so

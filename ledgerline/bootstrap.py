@@ -105,5 +105,6 @@ def build_app(components: Components, *, watch_credentials: bool = True) -> Lite
         ),
         version=__version__,
         allow_registration=settings.allow_registration,
+        usage_flush_seconds=settings.usage_flush_seconds,
     )
     return create_app(services, trusted_proxies=settings.trusted_proxies, watch_credentials=watch_credentials)

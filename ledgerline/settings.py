@@ -35,6 +35,7 @@ class Settings:
     trusted_proxies: tuple[str, ...]
     allow_registration: bool
     access_token_lifetime: timedelta
+    usage_flush_seconds: float
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -77,6 +78,7 @@ class Settings:
             trusted_proxies=_networks(get("TRUSTED_PROXIES", "")),
             allow_registration=_flag("ALLOW_REGISTRATION", get("ALLOW_REGISTRATION", "true")),
             access_token_lifetime=timedelta(seconds=number("ACCESS_TOKEN_SECONDS", 900, 60, 24 * 3600)),
+            usage_flush_seconds=number("USAGE_FLUSH_MS", 2000, 50, 60_000) / 1000,
         )
 
 

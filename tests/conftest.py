@@ -68,6 +68,7 @@ def settings_for(url: str, data_dir: Path, **extra: str) -> Settings:
         "LEDGERLINE_DATA_DIR": str(data_dir),
         "LEDGERLINE_SECRET_KEY": TEST_SECRET,
         "LEDGERLINE_POOL_SIZE": "25",
+        "LEDGERLINE_USAGE_FLUSH_MS": "200",
         **extra,
     }
     return Settings.from_env(env)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -21,13 +22,14 @@ from api.schemas import (
     Pagination,
     RotateApiKey,
     UpdateApiKey,
+    UsageStats,
 )
 from api.security import Principal
 from api.services import Services
 from domain.api_keys import ApiKey
 from domain.errors import ApiKeyNotFoundError
 from eventstore.identity import UNCHANGED
-from projections.api_keys.queries import api_keys_of
+from projections.api_keys.queries import api_keys_of, usage_stats
 
 MinPosition = Annotated[int | None, QueryParameter(name="min_position", ge=0)]
 IfMatch = Annotated[str | None, HeaderParameter(name="If-Match")]
@@ -71,6 +73,12 @@ class ApiKeysController(Controller):
             if (include_revoked or k.revoked_at is None) and (include_expired or k.is_active or k.revoked_at)
         ]
         return Many(data=shown, pagination=Pagination(1, max(len(shown), 1), len(shown), False, False, None))
+
+    @get("/usage-stats", sync_to_thread=True)
+    def api_key_usage_stats(self, services: Services, min_position: MinPosition = None) -> One[UsageStats]:
+        services.read_side_at(min_position)
+        with services.engine.connect() as conn:
+            return One(data=UsageStats(**usage_stats(conn, datetime.now(UTC))))
 
     @get("/{key_id:uuid}", sync_to_thread=True)
     def get_api_key(
