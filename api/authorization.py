@@ -33,6 +33,8 @@ ROUTES: dict[str, Needs | None] = {
     "ready": PUBLIC,
     "register": PUBLIC,
     "login": PUBLIC,
+    "refresh": PUBLIC,
+    "logout": Needs(None),
     "create_user": Needs("users:write", admin=True),
     "list_users": Needs("users:read", admin=True),
     "get_me": Needs(None),

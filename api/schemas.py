@@ -77,6 +77,10 @@ class UpdateMe(msgspec.Struct, forbid_unknown_fields=True):
     is_verified: bool | msgspec.UnsetType = msgspec.UNSET
 
 
+class Refresh(msgspec.Struct, forbid_unknown_fields=True):
+    refresh_token: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+
+
 class ChangePassword(msgspec.Struct, forbid_unknown_fields=True):
     current_password: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
     new_password: Password

@@ -19,6 +19,7 @@ from uuid import UUID
 from api.tokens import AccessTokens
 from domain.errors import AuthenticationError
 from domain.scopes import ADMIN_ONLY, grants
+from domain.sessions import Session
 from domain.users import User
 from eventstore.api_key_tokens import PRODUCT_PREFIX, digest_of, is_well_formed
 from eventstore.identity import Identity
@@ -126,20 +127,22 @@ class Authenticator:
         return principal
 
     def _by_access_token(self, token: str, now: datetime) -> Principal:
+        """A signed, unexpired token whose session is not logged out and whose user is active."""
         claims = self.tokens.verify(token)
-        cache_key = f"user:{claims.user_id}"
-        cached = self.cache.get(cache_key, now)
-        if cached is None:
+        cache_key = f"session:{claims.session_id}"
+        principal = self.cache.get(cache_key, now)
+        if principal is None:
             user = self.identity.get_user(claims.user_id)
-            if user.is_deleted or not user.is_active:
-                raise AuthenticationError("user_inactive")
-            cached = Principal(user.id, user.is_superuser, "access_token", user.id, None)
-            self.cache.put(cache_key, _Cached(cached, None, None))
-        return Principal(cached.user_id, cached.is_superuser, "access_token", claims.session_id, None)
+            if user.is_deleted or not user.is_active or not self.identity.session_is_live(claims.session_id):
+                raise AuthenticationError("session_ended")
+            principal = Principal(user.id, user.is_superuser, "access_token", claims.session_id, None)
+            self.cache.put(cache_key, _Cached(principal, None, None))
+        return principal
 
 
 WATCHED_TOPICS = [
     *(topic for topic in ApiKeysProjection.topics if not topic.endswith(".UsageRecorded")),
+    Session.Revoked.TOPIC,
     *(User.__dict__[name].TOPIC for name in ("Deactivated", "Activated", "Deleted", "Restored", "Erased",
                                              "SuperuserGranted", "SuperuserRevoked")),
 ]  # fmt: skip

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -12,6 +12,7 @@ from uuid import UUID
 from litestar.exceptions import ServiceUnavailableException, ValidationException
 from sqlalchemy.engine import Engine
 
+from api.rate_limit import LoginRateLimiter
 from api.tokens import AccessTokens
 from eventstore.identity import Identity
 from eventstore.personal_data import Sealer
@@ -29,6 +30,7 @@ class Services:
     ready_max_lag: int = 1000
     allow_registration: bool = True
     usage_flush_seconds: float = 2.0
+    login_limiter: LoginRateLimiter = field(default_factory=lambda: LoginRateLimiter(10))
 
     def read_side_at(self, min_position: int | None) -> None:
         """Wait until the read tables hold ``min_position`` (default: everything written so

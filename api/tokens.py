@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import jwt
 
@@ -25,13 +25,13 @@ class AccessTokens:
         self._key = signing_key
         self.lifetime = lifetime
 
-    def issue(self, user_id: UUID, *, now: datetime | None = None) -> str:
+    def issue(self, user_id: UUID, *, session_id: UUID, now: datetime | None = None) -> str:
         now = now or datetime.now(UTC)
         claims = {
             "iss": ISSUER,
             "aud": AUDIENCE,
             "sub": str(user_id),
-            "sid": str(uuid4()),
+            "sid": str(session_id),
             "iat": int(now.timestamp()),
             "exp": int((now + self.lifetime).timestamp()),
         }

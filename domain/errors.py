@@ -27,6 +27,11 @@ class ApiKeyNotFoundError(NotFoundError):
         super().__init__("api_key", key_id)
 
 
+class SessionNotFoundError(NotFoundError):
+    def __init__(self, session_id: object) -> None:
+        super().__init__("session", session_id)
+
+
 class ConflictError(DomainError):
     """The resource is not in a state that allows this change (HTTP 409)."""
 

@@ -12,10 +12,19 @@ from __future__ import annotations
 from eventstore.api_key_commands import ApiKeyCommands
 from eventstore.authentication import Authentication
 from eventstore.commands import UNCHANGED, CommandResult, IssuedKey, VerificationRequest, VerifiedKey
+from eventstore.session_commands import SessionCommands, SessionTokens
 from eventstore.user_commands import UserCommands
 
-__all__ = ["UNCHANGED", "CommandResult", "Identity", "IssuedKey", "VerificationRequest", "VerifiedKey"]
+__all__ = [
+    "UNCHANGED",
+    "CommandResult",
+    "Identity",
+    "IssuedKey",
+    "SessionTokens",
+    "VerificationRequest",
+    "VerifiedKey",
+]
 
 
-class Identity(UserCommands, ApiKeyCommands, Authentication):
+class Identity(UserCommands, ApiKeyCommands, SessionCommands, Authentication):
     name = "Identity"

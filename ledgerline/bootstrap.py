@@ -11,6 +11,7 @@ from litestar import Litestar
 from sqlalchemy.engine import Engine
 
 from api.app import create_app
+from api.rate_limit import LoginRateLimiter
 from api.services import Services
 from api.tokens import AccessTokens
 from eventstore.identity import Identity
@@ -106,5 +107,6 @@ def build_app(components: Components, *, watch_credentials: bool = True) -> Lite
         version=__version__,
         allow_registration=settings.allow_registration,
         usage_flush_seconds=settings.usage_flush_seconds,
+        login_limiter=LoginRateLimiter(settings.login_rate_limit),
     )
     return create_app(services, trusted_proxies=settings.trusted_proxies, watch_credentials=watch_credentials)

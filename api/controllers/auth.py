@@ -10,8 +10,11 @@ from litestar.exceptions import PermissionDeniedException
 from api.authorization import authorize
 from api.controllers.responses import written
 from api.presenters import user_from_aggregate
-from api.schemas import Login, One, RegisterUser, TokenPair
+from api.schemas import Login, One, Refresh, RegisterUser, TokenPair
+from api.security import Principal
 from api.services import Services
+from domain.audit import current_audit_context
+from eventstore.identity import SessionTokens
 
 
 class AuthController(Controller):
@@ -31,11 +34,26 @@ class AuthController(Controller):
 
     @post("/login", sync_to_thread=True, status_code=200)
     def login(self, data: Login, services: Services) -> Response[Any]:
-        result = services.identity.authenticate(data.username, data.password)
-        token = services.tokens.issue(result.id)
-        pair = TokenPair(
-            access_token=token,
-            token_type="bearer",  # noqa: S106 (a token type, not a secret)
-            expires_in=int(services.tokens.lifetime.total_seconds()),
-        )
-        return Response(One(data=pair), headers={"X-Event-Position": str(result.position)})
+        client = current_audit_context().ip_address or "unknown"
+        services.login_limiter.check(f"ip:{client}", f"login:{data.username.casefold()}")
+        user = services.identity.authenticate(data.username, data.password)
+        return _tokens(services, services.identity.start_session(user.id))
+
+    @post("/refresh", sync_to_thread=True, status_code=200)
+    def refresh(self, data: Refresh, services: Services) -> Response[Any]:
+        return _tokens(services, services.identity.refresh_session(data.refresh_token))
+
+    @post("/logout", sync_to_thread=True, status_code=204)
+    def logout(self, services: Services, principal: Principal) -> None:
+        if principal.credential_type == "access_token":
+            services.identity.end_session(principal.credential_id)
+
+
+def _tokens(services: Services, session: SessionTokens) -> Response[Any]:
+    pair = TokenPair(
+        access_token=services.tokens.issue(session.user_id, session_id=session.session_id),
+        token_type="bearer",  # noqa: S106 (a token type, not a secret)
+        expires_in=int(services.tokens.lifetime.total_seconds()),
+        refresh_token=session.refresh_token,
+    )
+    return Response(One(data=pair), headers={"X-Event-Position": str(session.result.position)})

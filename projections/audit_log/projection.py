@@ -13,6 +13,7 @@ from sqlalchemy import MetaData, Table
 from sqlalchemy.engine import Connection
 
 from domain.api_keys import ApiKey
+from domain.sessions import Session
 from domain.users import User
 from domain.values import PersonalData
 from projections.audit_log.tables import define_audit_log
@@ -20,11 +21,14 @@ from projections.base import Positioned, ProjectionContext
 from projections.events import payload, topics_of
 
 REDACTED = "[REDACTED]"
-SECRET_FIELDS = frozenset({"password_hash", "digest", "token_digest"})
-RESOURCE_TYPES = {"ledgerline.User": "user", "ledgerline.ApiKey": "api_key"}
+SECRET_FIELDS = frozenset({"password_hash", "digest", "token_digest", "refresh_digest"})
+RESOURCE_TYPES = {"ledgerline.User": "user", "ledgerline.ApiKey": "api_key", "ledgerline.Session": "session"}
 ACTIONS = {  # where the event's name is not the action's
     User.LoggedIn: "auth.logged_in",
     User.LoginFailed: "auth.login_failed",
+    Session.Started: "auth.session_started",
+    Session.Refreshed: "auth.session_refreshed",
+    Session.Revoked: "auth.session_ended",
 }
 FAILURES = frozenset({User.LoginFailed, User.Locked})
 
@@ -39,7 +43,7 @@ def action_of(event_class: type) -> str:
 class AuditLogProjection:
     name = "audit_log"
     shape = 1
-    topics = topics_of(User) | topics_of(ApiKey)
+    topics = topics_of(User) | topics_of(ApiKey) | topics_of(Session)
 
     def __init__(self, context: ProjectionContext) -> None:
         self.context = context

@@ -147,3 +147,47 @@ def test_no_secret_in_any_response(api: Api) -> None:
     for response in responses:
         assert PASSWORD not in response.text and "$argon2" not in response.text
         assert api.user_key not in response.text and api.admin_key not in response.text
+
+
+def login(api: Api, username: str = "alice") -> dict:  # type: ignore[type-arg]
+    response = api.client.post("/api/v1/auth/login", json={"username": username, "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    return response.json()["data"]  # type: ignore[no-any-return]
+
+
+def test_refresh_rotates_and_reuse_revokes_the_family(api: Api) -> None:
+    first = login(api)
+    assert first["refresh_token"].startswith("llr_")
+    second = api.client.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    assert second.status_code == 200, second.text
+    pair = second.json()["data"]
+    assert pair["refresh_token"] != first["refresh_token"]
+    bearer = {"Authorization": f"Bearer {pair['access_token']}"}
+    assert api.client.get(f"{USERS}/me", headers=bearer).status_code == 200
+    # The spent token comes back: it leaked, so the whole family ends.
+    problem(api.client.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]}), 401)
+    problem(api.client.post("/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}), 401)
+    deadline = time.monotonic() + 1.0
+    while api.client.get(f"{USERS}/me", headers=bearer).status_code == 200:
+        assert time.monotonic() < deadline, "an access token of a revoked session still works"
+        time.sleep(0.05)
+    problem(api.client.post("/api/v1/auth/refresh", json={"refresh_token": "llr_forged"}), 401)
+
+
+def test_logout_ends_the_session(api: Api) -> None:
+    pair = login(api)
+    bearer = {"Authorization": f"Bearer {pair['access_token']}"}
+    assert api.client.post("/api/v1/auth/logout", headers=bearer).status_code == 204
+    problem(api.client.post("/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}), 401)
+    problem(api.client.post("/api/v1/auth/logout"), 401)
+
+
+def test_login_is_rate_limited_per_client(api: Api) -> None:
+    statuses = [
+        api.client.post("/api/v1/auth/login", json={"username": f"nobody{n}", "password": "x"}).status_code
+        for n in range(12)
+    ]
+    assert statuses[:10] == [401] * 10
+    limited = api.client.post("/api/v1/auth/login", json={"username": "alice", "password": PASSWORD})
+    body = problem(limited, 429)
+    assert int(limited.headers["Retry-After"]) >= 1 and body["title"]

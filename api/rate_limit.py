@@ -1,0 +1,47 @@
+"""Login attempts per client address and per username, in a sliding one-minute window.
+
+Counted per process: with N API processes a client gets at most N times the limit (the
+lockout in the event store still bounds password guesses per account across all of them).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+
+from litestar.exceptions import TooManyRequestsException
+
+WINDOW = 60.0
+
+
+class LoginRateLimiter:
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._attempts: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def check(self, *subjects: str) -> None:
+        """Count one attempt for each subject; refuse with 429 once any is over the limit."""
+        if self.per_minute <= 0:
+            return
+        now = time.monotonic()
+        with self._lock:
+            waits = [self._wait(subject, now) for subject in subjects]
+            if any(waits):
+                retry = math.ceil(max(waits))
+                raise TooManyRequestsException("too many login attempts", headers={"Retry-After": str(retry)})
+            for subject in subjects:
+                self._attempts.setdefault(subject, deque()).append(now)
+            if len(self._attempts) > 100_000:  # forget idle clients
+                for key in [k for k, q in self._attempts.items() if not q or now - q[-1] > WINDOW]:
+                    del self._attempts[key]
+
+    def _wait(self, subject: str, now: float) -> float:
+        attempts = self._attempts.get(subject)
+        if attempts is None:
+            return 0.0
+        while attempts and now - attempts[0] >= WINDOW:
+            attempts.popleft()
+        return WINDOW - (now - attempts[0]) if len(attempts) >= self.per_minute else 0.0
