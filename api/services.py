@@ -35,7 +35,13 @@ class Services:
     def read_side_at(self, min_position: int | None) -> None:
         """Wait until the read tables hold ``min_position`` (default: everything written so
         far, so a client always reads its own writes); 503 with Retry-After if they lag."""
-        target = self.identity.head_position() if min_position is None else min_position
+        head = self.identity.head_position()
+        if min_position is not None and min_position > head:
+            raise ValidationException(
+                "min_position is beyond the last event written",
+                extra=[{"key": "min_position", "message": f"must be at most {head}"}],
+            )
+        target = head if min_position is None else min_position
         if not wait_for_position(self.engine, target, timeout=self.read_timeout):
             raise ServiceUnavailableException("the read side is catching up", headers={"Retry-After": "1"})
 

@@ -191,3 +191,16 @@ def test_login_is_rate_limited_per_client(api: Api) -> None:
     limited = api.client.post("/api/v1/auth/login", json={"username": "alice", "password": PASSWORD})
     body = problem(limited, 429)
     assert int(limited.headers["Retry-After"]) >= 1 and body["title"]
+
+
+def test_min_position_waits_for_the_read_side_or_refuses_the_future(api: Api) -> None:
+    created = api.client.post(
+        USERS,
+        json={"username": "zed", "email": "z@example.com", "password": PASSWORD},
+        headers=api.as_admin(),
+    )
+    position = int(created.headers["X-Event-Position"])
+    listed = api.client.get(f"{USERS}?min_position={position}&search=zed", headers=api.as_admin())
+    assert [u["username"] for u in listed.json()["data"]] == ["zed"]  # read-your-writes
+    problem(api.client.get(f"{USERS}?min_position={position + 10**6}", headers=api.as_admin()), 422)
+    problem(api.client.get(f"{USERS}?min_position=-1", headers=api.as_admin()), 422)
