@@ -11,10 +11,12 @@ from typing import Any
 import anyio
 from litestar import Litestar, Request
 from litestar.config.response_cache import ResponseCacheConfig
+from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
 from api.authorization import principal_of
+from api.breaker import DatabaseBreaker
 from api.context import request_context_middleware
 from api.controllers.api_keys import ApiKeysController
 from api.controllers.auth import AuthController
@@ -36,6 +38,7 @@ def create_app(
     networks = [ipaddress.ip_network(proxy, strict=False) for proxy in trusted_proxies]
     stop = threading.Event()
     usage = UsageRecorder(services.identity, stop, interval=services.usage_flush_seconds)
+    breaker = DatabaseBreaker(probe=services.database_answers, recover=services.drop_dead_connections)
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -58,7 +61,8 @@ def create_app(
             "services": Provide(lambda: services, sync_to_thread=False),
             "principal": Provide(principal, sync_to_thread=False),
         },
-        middleware=[request_context_middleware(authenticator, networks, usage)],
+        middleware=[request_context_middleware(authenticator, networks, usage, breaker)],
+        state=State({"breaker": breaker}),
         exception_handlers={Exception: problem_response},
         lifespan=[lifespan],
         request_max_body_size=MAX_BODY,

@@ -63,7 +63,7 @@ ROUTES: dict[str, Needs | None] = {
 
 def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
     principal = connection.scope.get("state", {}).get(PRINCIPAL)
-    if principal is None:
+    if principal is None:  # why authentication failed (or the database error that stopped it)
         raise connection.scope.get("state", {}).get(AUTH_ERROR) or AuthenticationError("missing")
     return principal
 

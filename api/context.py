@@ -4,6 +4,7 @@ put in the audit context, so every event the request causes carries them."""
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 import uuid
 from collections.abc import Sequence
@@ -12,8 +13,17 @@ from typing import Any
 
 import anyio
 from litestar.datastructures import MutableScopeHeaders
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import (
+    ASGIApp,
+    HTTPResponseBodyEvent,
+    HTTPResponseStartEvent,
+    Message,
+    Receive,
+    Scope,
+    Send,
+)
 
+from api.breaker import DATABASE_UNAVAILABLE, DatabaseBreaker
 from api.security import Authenticator, Principal
 from api.usage import UsageRecorder
 from domain.audit import AuditContext, acting_as
@@ -42,8 +52,14 @@ def _trusted(address: str, trusted: Sequence[Any]) -> bool:
     return any(ip in network for network in trusted)
 
 
+UNGUARDED = ("/health", "/live", "/ready", "/schema")
+
+
 def request_context_middleware(
-    authenticator: Authenticator, trusted_proxies: Sequence[Any], usage: UsageRecorder
+    authenticator: Authenticator,
+    trusted_proxies: Sequence[Any],
+    usage: UsageRecorder,
+    breaker: DatabaseBreaker,
 ) -> Any:
     def middleware(app: ASGIApp) -> ASGIApp:
         async def handle(scope: Scope, receive: Receive, send: Send) -> None:
@@ -53,6 +69,10 @@ def request_context_middleware(
             headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
             given = headers.get("x-request-id", "")
             request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
+            guarded = not scope["path"].startswith(UNGUARDED)
+            if guarded and not breaker.allow():
+                await _unavailable(send, request_id)
+                return
             peer = scope.get("client")[0] if scope.get("client") else None  # type: ignore[index]
             principal = await _principal(authenticator, headers, scope)
             address = client_address(peer, headers.get("x-forwarded-for"), trusted_proxies)
@@ -81,6 +101,27 @@ def request_context_middleware(
     return middleware
 
 
+async def _unavailable(send: Send, request_id: str) -> None:
+    body = json.dumps(
+        {
+            "type": "https://ledgerline.dev/problems/database-unavailable",
+            "title": "The database is unavailable, try again shortly",
+            "status": 503,
+            "detail": "Requests fail fast while the database is down; service resumes by itself.",
+        }
+    ).encode()
+    headers = [
+        (b"content-type", b"application/problem+json"),
+        (b"retry-after", b"2"),
+        (b"x-request-id", request_id.encode()),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    start: HTTPResponseStartEvent = {"type": "http.response.start", "status": 503, "headers": headers}
+    await send(start)
+    end: HTTPResponseBodyEvent = {"type": "http.response.body", "body": body, "more_body": False}
+    await send(end)
+
+
 async def _principal(authenticator: Authenticator, headers: dict[str, str], scope: Scope) -> Principal | None:
     api_key = headers.get("x-api-key")
     authorization = headers.get("authorization", "")
@@ -89,6 +130,9 @@ async def _principal(authenticator: Authenticator, headers: dict[str, str], scop
         return None
     try:
         principal = await anyio.to_thread.run_sync(authenticator.authenticate, api_key, bearer)
+    except DATABASE_UNAVAILABLE as error:  # answered by the handlers' 503 (and counted by the breaker)
+        scope.setdefault("state", {})[AUTH_ERROR] = error
+        return None
     except AuthenticationError as error:
         scope.setdefault("state", {})[AUTH_ERROR] = error
         return None

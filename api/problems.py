@@ -22,6 +22,7 @@ from litestar.exceptions import (
     ValidationException,
 )
 
+from api.breaker import DATABASE_UNAVAILABLE
 from domain import errors
 
 logger = logging.getLogger("ledgerline.api")
@@ -61,12 +62,15 @@ PROBLEMS: tuple[tuple[type[BaseException], Problem], ...] = (
 )
 INTERNAL = Problem(500, "internal", "Internal server error")
 UNAVAILABLE = Problem(503, "unavailable", "Service unavailable")
+DATABASE_DOWN = Problem(503, "database-unavailable", "The database is unavailable, try again shortly")
 
 
 def problem_for(error: BaseException) -> Problem:
     for kind, problem in PROBLEMS:
         if isinstance(error, kind):
             return problem
+    if isinstance(error, DATABASE_UNAVAILABLE):
+        return DATABASE_DOWN
     if isinstance(error, HTTPException) and error.status_code == 503:
         return UNAVAILABLE
     return INTERNAL
@@ -95,6 +99,12 @@ def problem_response(request: Request[Any, Any, Any], error: Exception) -> Respo
             del body["errors"]
     elif isinstance(error, errors.InvalidValueError):
         body["errors"] = [{"field": error.field, "message": error.message}]
+    if problem.status == 503:
+        headers.setdefault("Retry-After", "2")
+    if problem is DATABASE_DOWN:
+        breaker = getattr(request.app.state, "breaker", None)
+        if breaker is not None:
+            breaker.failed()
     if problem.status == 401:
         headers.setdefault("WWW-Authenticate", 'Bearer realm="ledgerline", ApiKey header="X-API-Key"')
     if problem.status >= 500 and problem is INTERNAL:
@@ -107,6 +117,8 @@ def problem_response(request: Request[Any, Any, Any], error: Exception) -> Respo
 def _detail(error: BaseException, problem: Problem) -> str:
     if problem is INTERNAL:
         return "An unexpected error occurred; it has been logged."
+    if problem is DATABASE_DOWN:
+        return "The database did not answer; try again shortly."
     if isinstance(error, errors.AuthenticationError):
         return "Invalid or missing credentials."  # one message for every cause
     if isinstance(error, errors.NotFoundError):

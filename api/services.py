@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import psycopg
 from litestar.exceptions import ServiceUnavailableException, ValidationException
 from sqlalchemy.engine import Engine
 
@@ -17,6 +19,8 @@ from api.tokens import AccessTokens
 from eventstore.identity import Identity
 from eventstore.personal_data import Sealer
 from projections.read_side import wait_for_position
+
+logger = logging.getLogger("ledgerline.api")
 
 
 @dataclass
@@ -31,6 +35,28 @@ class Services:
     allow_registration: bool = True
     usage_flush_seconds: float = 2.0
     login_limiter: LoginRateLimiter = field(default_factory=lambda: LoginRateLimiter(10))
+
+    def database_answers(self) -> bool:
+        """A quick, separate check (1 s timeout) that the database takes connections again."""
+        if self.engine.dialect.name == "postgresql":
+            url = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+            with psycopg.connect(url, connect_timeout=1) as conn:
+                conn.execute("SELECT 1")
+            return True
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+        return True
+
+    def drop_dead_connections(self) -> None:
+        """After a database error: forget pooled connections that died with the database, so
+        the first request after its return connects at once instead of testing each one."""
+        pool = getattr(getattr(self.identity.recorder, "datastore", None), "pool", None)
+        try:
+            if pool is not None:
+                pool.check()
+            self.engine.dispose()
+        except Exception:  # still down: the next failure tries again
+            logger.debug("could not clean the connection pools", exc_info=True)
 
     def read_side_at(self, min_position: int | None) -> None:
         """Wait until the read tables hold ``min_position`` (default: everything written so

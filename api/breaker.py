@@ -1,0 +1,69 @@
+"""A circuit breaker for the database: while it is down, fail fast with 503 instead of letting
+every request wait on connection timeouts; let one request probe now and then; close again as
+soon as one succeeds."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import psycopg
+import sqlalchemy.exc
+from eventsourcing.persistence import InterfaceError, OperationalError
+
+try:
+    from psycopg_pool import PoolTimeout
+except ImportError:  # pragma: no cover - psycopg_pool is a dependency
+    PoolTimeout = TimeoutError  # type: ignore[misc, assignment]
+
+logger = logging.getLogger("ledgerline.api")
+
+DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OperationalError,
+    InterfaceError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    PoolTimeout,
+)
+
+
+class DatabaseBreaker:
+    """Opens at the first "database unavailable" error; while open, requests are refused at
+    once. A background probe checks the database every ``cool_down`` seconds with a short
+    timeout and closes the breaker (after ``recover``) as soon as it answers."""
+
+    def __init__(
+        self, *, probe: Callable[[], bool], recover: Callable[[], None], cool_down: float = 1.0
+    ) -> None:
+        self.probe, self.recover, self.cool_down = probe, recover, cool_down
+        self._open = threading.Event()
+        self._lock = threading.Lock()
+
+    def allow(self) -> bool:
+        return not self._open.is_set()
+
+    @property
+    def is_open(self) -> bool:
+        return self._open.is_set()
+
+    def failed(self) -> None:
+        with self._lock:
+            if self._open.is_set():
+                return
+            self._open.set()
+        threading.Thread(target=self._watch, name="database-probe", daemon=True).start()
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(self.cool_down)
+            try:
+                if self.probe():
+                    self.recover()
+                    self._open.clear()
+                    return
+            except Exception as error:  # still down
+                logger.info("database still unavailable: %s", type(error).__name__)
