@@ -66,6 +66,7 @@ def create_app(
         exception_handlers={Exception: problem_response},
         lifespan=[lifespan],
         request_max_body_size=MAX_BODY,
+        logging_config=None,  # the process's own (JSON) logging stays in charge
         response_cache_config=ResponseCacheConfig(),
         openapi_config=OpenAPIConfig(title="Ledgerline", version=services.version),
     )

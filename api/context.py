@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 import re
+import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -29,6 +31,7 @@ from api.usage import UsageRecorder
 from domain.audit import AuditContext, acting_as
 from domain.errors import AuthenticationError
 
+access_log = logging.getLogger("ledgerline.access")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 PRINCIPAL = "ledgerline.principal"
 AUTH_ERROR = "ledgerline.auth_error"
@@ -88,13 +91,35 @@ def request_context_middleware(
                 user_agent=headers.get("user-agent", "")[:512] or None,
             )
 
+            started, status = time.monotonic(), 500
+
             async def send_with_id(message: Message) -> None:
+                nonlocal status
                 if message["type"] == "http.response.start":
                     MutableScopeHeaders.from_message(message)["X-Request-ID"] = request_id
+                    status = message["status"]
                 await send(message)
 
             with acting_as(context):
-                await app(scope, receive, send_with_id)
+                try:
+                    await app(scope, receive, send_with_id)
+                finally:
+                    method = str(scope.get("method", ""))
+                    access_log.info(
+                        "%s %s %s",
+                        method,
+                        scope["path"],
+                        status,
+                        extra={
+                            "request_id": request_id,
+                            "method": method,
+                            "path": scope["path"],  # never the query string: it may carry tokens
+                            "status": status,
+                            "duration_ms": round((time.monotonic() - started) * 1000, 1),
+                            "actor_id": context.actor_id,
+                            "credential_id": context.credential_id,
+                        },
+                    )
 
         return handle
 

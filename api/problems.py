@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
 from litestar import Request, Response
@@ -58,7 +59,6 @@ PROBLEMS: tuple[tuple[type[BaseException], Problem], ...] = (
     (NotFoundException, Problem(404, "not-found", "Not found")),
     (MethodNotAllowedException, Problem(405, "method-not-allowed", "Method not allowed")),
     (TooManyRequestsException, Problem(429, "too-many-requests", "Too many requests")),
-    (ClientException, Problem(400, "bad-request", "The request could not be read")),
 )
 INTERNAL = Problem(500, "internal", "Internal server error")
 UNAVAILABLE = Problem(503, "unavailable", "Service unavailable")
@@ -73,6 +73,12 @@ def problem_for(error: BaseException) -> Problem:
         return DATABASE_DOWN
     if isinstance(error, HTTPException) and error.status_code == 503:
         return UNAVAILABLE
+    if isinstance(error, ClientException):  # malformed JSON (400), body too large (413), ...
+        status = error.status_code
+        slug = "bad-request" if status == 400 else HTTPStatus(status).phrase.lower().replace(" ", "-")
+        return Problem(
+            status, slug, "The request could not be read" if status == 400 else HTTPStatus(status).phrase
+        )
     return INTERNAL
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import secrets
 import signal
@@ -15,7 +14,7 @@ import msgspec
 from api.schemas import RegisterUser
 from domain.audit import AuditContext, acting_as
 from domain.errors import DomainError
-from ledgerline import __version__
+from ledgerline import __version__, logs
 from ledgerline.bootstrap import Components, NotInitialisedError, build, build_app
 from ledgerline.settings import Settings, SettingsError
 
@@ -35,7 +34,7 @@ def cli() -> None:
 
 def main() -> None:
     """Entry point: configuration problems are one clear line, not a traceback."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure()
     try:
         cli()
     except (SettingsError, NotInitialisedError) as error:
@@ -194,7 +193,9 @@ def serve() -> None:
             # The embedded store has no separate projector: run it in this process.
             start_workers(components.selected_projections(), components.identity, components.engine,
                           settings.database, stop)  # fmt: skip
-        uvicorn.run(build_app(components), host=settings.host, port=settings.port, log_level="info")
+        uvicorn.run(
+            build_app(components), host=settings.host, port=settings.port, log_config=None, access_log=False
+        )
     finally:
         stop.set()
         components.close()

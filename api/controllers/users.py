@@ -128,11 +128,16 @@ class UsersController(Controller):
 
     @get("/{user_id:uuid}", sync_to_thread=True)
     def get_user(
-        self, user_id: UUID, services: Services, principal: Principal, min_position: MinPosition = None
+        self,
+        user_id: UUID,
+        services: Services,
+        principal: Principal,
+        include_deleted: bool = False,
+        min_position: MinPosition = None,
     ) -> One[UserOut]:
         user = services.identity.get_user(visible_user(principal, user_id))
-        if user.is_deleted and not principal.is_superuser:
-            raise UserNotFoundError(user_id)
+        if user.is_deleted and not (include_deleted and principal.is_superuser):
+            raise UserNotFoundError(user_id)  # soft-deleted users are gone from reads
         return One(data=user_from_aggregate(user))
 
     @patch("/{user_id:uuid}", sync_to_thread=True)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from ipaddress import ip_network
 
+from api.context import client_address
 from tests.api.conftest import PASSWORD, Api
 
 USERS = "/api/v1/users"
@@ -204,3 +206,60 @@ def test_min_position_waits_for_the_read_side_or_refuses_the_future(api: Api) ->
     assert [u["username"] for u in listed.json()["data"]] == ["zed"]  # read-your-writes
     problem(api.client.get(f"{USERS}?min_position={position + 10**6}", headers=api.as_admin()), 422)
     problem(api.client.get(f"{USERS}?min_position=-1", headers=api.as_admin()), 422)
+
+
+def test_lifecycle_routes(api: Api) -> None:
+    admin, user = api.as_admin(), f"{USERS}/{api.user_id}"
+    assert api.client.get(f"{USERS}/by-username/ALICE", headers=admin).json()["data"]["id"] == str(
+        api.user_id
+    )
+    problem(api.client.get(f"{USERS}/by-username/nobody", headers=admin), 404)
+    for _ in range(5):
+        api.client.post("/api/v1/auth/login", json={"username": "alice", "password": "Wrong-pass-1"})
+    assert api.client.get(user, headers=admin).json()["data"]["is_locked"] is True
+    assert api.client.post(f"{user}/unlock", headers=admin).json()["data"]["is_locked"] is False
+    changed = api.client.post(
+        f"{USERS}/me/change-password",
+        json={"current_password": PASSWORD, "new_password": "Newer-Pass-2"},
+        headers=api.as_user(),
+    )
+    assert changed.status_code == 200
+    problem(
+        api.client.post(
+            f"{USERS}/me/change-password",
+            json={"current_password": PASSWORD, "new_password": "Newer-Pass-3"},
+            headers=api.as_user(),
+        ),
+        422,
+    )
+    problem(api.client.post("/api/v1/auth/login", json={"username": "alice", "password": PASSWORD}), 401)
+
+    assert api.client.delete(user, headers=admin).status_code == 200
+    problem(api.client.get(user, headers=admin), 404)  # gone from reads...
+    assert api.client.get(f"{user}?include_deleted=true", headers=admin).status_code == 200  # ...unless asked
+    deadline = time.monotonic() + 1.0  # and her keys were revoked, in every process within a second
+    while api.client.get(f"{USERS}/me", headers=api.as_user()).status_code != 401:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    listed = api.client.get(f"{USERS}?search=alice", headers=admin).json()
+    assert (
+        listed["data"] == []
+        and api.client.get(f"{USERS}?search=alice&include_deleted=true", headers=admin).json()["data"]
+    )
+    assert api.client.post(f"{user}/restore", headers=admin).status_code == 200
+    erased = api.client.post(f"{user}/erase", headers=admin)
+    assert erased.status_code == 200 and erased.json()["data"]["email"] == "[erased]"
+
+
+def test_oversized_bodies_and_forwarded_addresses(api: Api) -> None:
+    huge = {"username": "bob", "email": "b@example.com", "password": PASSWORD, "full_name": "x" * 100_000}
+    assert api.client.post("/api/v1/auth/register", json=huge).status_code == 413
+
+    proxies = [ip_network("10.0.0.0/8")]
+    assert client_address("10.1.2.3", "203.0.113.9, 10.0.0.7", proxies) == "203.0.113.9"
+    assert client_address("198.51.100.1", "203.0.113.9", proxies) == "198.51.100.1"  # untrusted peer
+    assert client_address("10.1.2.3", None, proxies) == "10.1.2.3"
+
+
+def test_interactive_api_documentation(api: Api) -> None:
+    assert api.client.get("/schema/swagger").status_code == 200
