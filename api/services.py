@@ -15,6 +15,7 @@ from litestar.exceptions import ServiceUnavailableException, ValidationException
 from sqlalchemy.engine import Engine
 
 from api.rate_limit import LoginRateLimiter
+from api.schemas import Pagination
 from api.tokens import AccessTokens
 from eventstore.identity import Identity
 from eventstore.personal_data import Sealer
@@ -85,3 +86,19 @@ def decode_cursor(cursor: str, *, is_time: bool) -> tuple[Any, UUID]:
         raise ValidationException(
             "invalid cursor", extra=[{"key": "cursor", "message": "invalid cursor"}]
         ) from error
+
+
+def page_info(
+    rows: list[dict[str, Any]], total: int, *, page: int, per_page: int, after: object
+) -> Pagination:
+    """The contract's pagination block; ``next_cursor`` continues after the last row shown."""
+    shown = (page - 1) * per_page + len(rows)
+    has_next = len(rows) == per_page and (after is not None or shown < total)
+    return Pagination(
+        page=page,
+        per_page=per_page,
+        total=total,
+        has_next=has_next,
+        has_prev=page > 1 or after is not None,
+        next_cursor=encode_cursor(rows[-1]["sort_key"], rows[-1]["id"]) if has_next and rows else None,
+    )

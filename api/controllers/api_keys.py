@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import msgspec
 from litestar import Controller, Response, delete, get, patch, post
-from litestar.params import HeaderParameter, QueryParameter
+from litestar.params import HeaderParameter, Parameter, QueryParameter
 
 from api.authorization import authorize
 from api.controllers.responses import if_match, written
@@ -19,17 +19,16 @@ from api.schemas import (
     Many,
     NewApiKeyOut,
     One,
-    Pagination,
     RotateApiKey,
     UpdateApiKey,
     UsageStats,
 )
 from api.security import Principal
-from api.services import Services
+from api.services import Services, decode_cursor, page_info
 from domain.api_keys import ApiKey
 from domain.errors import ApiKeyNotFoundError
 from eventstore.identity import UNCHANGED
-from projections.api_keys.queries import api_keys_of, usage_stats
+from projections.api_keys.queries import list_api_keys, usage_stats
 
 MinPosition = Annotated[int | None, QueryParameter(name="min_position", ge=0)]
 IfMatch = Annotated[str | None, HeaderParameter(name="If-Match")]
@@ -61,18 +60,33 @@ class ApiKeysController(Controller):
         user_id: UUID | None = None,
         include_revoked: bool = False,
         include_expired: bool = False,
+        page: Annotated[int, Parameter(ge=1)] = 1,
+        per_page: Annotated[int, Parameter(ge=1, le=100)] = 20,
+        sort_by: Literal["created_at", "name"] = "created_at",
+        sort_order: Literal["asc", "desc"] = "asc",
+        cursor: Annotated[str | None, Parameter(max_length=512)] = None,
         min_position: MinPosition = None,
     ) -> Many[ApiKeyOut]:
-        owner = principal.user_id if user_id is None or not principal.is_superuser else user_id
+        owner = user_id if user_id is not None and principal.is_superuser else principal.user_id
         services.read_side_at(min_position)
+        after = None if cursor is None else decode_cursor(cursor, is_time=sort_by == "created_at")
         with services.engine.connect() as conn:
-            keys = [api_key_from_row(row, services.sealer) for row in api_keys_of(conn, owner)]
-        shown = [
-            k
-            for k in keys
-            if (include_revoked or k.revoked_at is None) and (include_expired or k.is_active or k.revoked_at)
-        ]
-        return Many(data=shown, pagination=Pagination(1, max(len(shown), 1), len(shown), False, False, None))
+            rows, total = list_api_keys(
+                conn,
+                owner,
+                now=datetime.now(UTC),
+                include_revoked=include_revoked,
+                include_expired=include_expired,
+                sort_by=sort_by,
+                descending=sort_order == "desc",
+                page=page,
+                per_page=per_page,
+                after=after,
+            )
+        return Many(
+            data=[api_key_from_row(row, services.sealer) for row in rows],
+            pagination=page_info(rows, total, page=page, per_page=per_page, after=after),
+        )
 
     @get("/usage-stats", sync_to_thread=True)
     def api_key_usage_stats(self, services: Services, min_position: MinPosition = None) -> One[UsageStats]:

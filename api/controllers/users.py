@@ -14,9 +14,9 @@ from litestar.params import HeaderParameter, Parameter, QueryParameter
 from api.authorization import authorize, visible_user
 from api.controllers.responses import if_match, written
 from api.presenters import user_from_aggregate, user_from_row
-from api.schemas import ChangePassword, CreateUser, Many, One, Pagination, UpdateMe, UserOut
+from api.schemas import ChangePassword, CreateUser, Many, One, UpdateMe, UserOut
 from api.security import Principal
-from api.services import Services, decode_cursor, encode_cursor
+from api.services import Services, decode_cursor, page_info
 from domain.errors import UserNotFoundError
 from eventstore.identity import CommandResult
 from projections.users.queries import UserFilters
@@ -80,20 +80,9 @@ class UsersController(Controller):
                 per_page=per_page,
                 after=after,
             )
-        shown = (page - 1) * per_page + len(rows)
-        has_next = len(rows) == per_page and (after is not None or shown < total)
         return Many(
             data=[user_from_row(row, services.sealer) for row in rows],
-            pagination=Pagination(
-                page=page,
-                per_page=per_page,
-                total=total,
-                has_next=has_next,
-                has_prev=page > 1 or after is not None,
-                next_cursor=encode_cursor(rows[-1]["sort_key"], rows[-1]["id"])
-                if has_next and rows
-                else None,
-            ),
+            pagination=page_info(rows, total, page=page, per_page=per_page, after=after),
         )
 
     @get("/me", sync_to_thread=True)

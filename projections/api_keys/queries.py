@@ -51,3 +51,39 @@ def usage_stats(conn: Connection, now: datetime) -> dict[str, int]:
         "keys_used_today": used_today,
         "total_requests": requests,
     }
+
+
+KEY_SORTS = {"created_at": api_keys.c.created_at, "name": api_keys.c.name}
+
+
+def list_api_keys(
+    conn: Connection,
+    owner_id: UUID,
+    *,
+    now: datetime,
+    include_revoked: bool = False,
+    include_expired: bool = False,
+    sort_by: str = "created_at",
+    descending: bool = False,
+    page: int = 1,
+    per_page: int = 20,
+    after: tuple[Any, UUID] | None = None,
+) -> tuple[list[dict[str, Any]], int]:
+    """One page of an owner's keys and the total matching; ``after`` is a keyset cursor."""
+    conditions: list[sa.ColumnElement[bool]] = [api_keys.c.user_id == owner_id]
+    if not include_revoked:
+        conditions.append(api_keys.c.revoked_at.is_(None))
+    if not include_expired:
+        conditions.append(sa.or_(api_keys.c.expires_at.is_(None), api_keys.c.expires_at > now))
+    total = int(
+        conn.execute(sa.select(sa.func.count()).select_from(api_keys).where(*conditions)).scalar_one()
+    )
+    key = KEY_SORTS[sort_by]
+    order = (key.desc(), api_keys.c.id.desc()) if descending else (key.asc(), api_keys.c.id.asc())
+    query = sa.select(api_keys, key.label("sort_key")).where(*conditions).order_by(*order).limit(per_page)
+    if after is not None:
+        position = sa.tuple_(key, api_keys.c.id)
+        query = query.where(position < after if descending else position > after)
+    else:
+        query = query.offset((page - 1) * per_page)
+    return [dict(row) for row in conn.execute(query).mappings()], total

@@ -144,3 +144,26 @@ def test_usage_is_counted_exactly_and_flushed_in_batches(api: Api) -> None:
     assert stats.status_code == 200, stats.text
     assert stats.json()["data"]["total_requests"] >= 50 and stats.json()["data"]["keys_used_today"] >= 1
     problem(api.client.get(f"{KEYS}/usage-stats", headers=api.as_user()), 403)
+
+
+def test_listing_pages_filters_and_sorts(api: Api) -> None:
+    for name in ("b", "c", "a", "d"):
+        api.client.post(KEYS, json={"name": name, "permissions": {}}, headers=api.as_user())
+    revoked = api.client.post(KEYS, json={"name": "gone", "permissions": {}}, headers=api.as_user()).json()[
+        "data"
+    ]["id"]
+    api.client.post(f"{KEYS}/{revoked}/revoke", headers=api.as_user())
+    first = api.client.get(f"{KEYS}?sort_by=name&per_page=2", headers=api.as_user()).json()
+    assert [k["name"] for k in first["data"]] == ["a", "b"] and first["pagination"]["total"] == 5
+    rest = api.client.get(
+        f"{KEYS}?sort_by=name&per_page=2&cursor={first['pagination']['next_cursor']}", headers=api.as_user()
+    )
+    assert [k["name"] for k in rest.json()["data"]] == ["c", "d"]
+    everything = api.client.get(
+        f"{KEYS}?include_revoked=true&sort_by=name&sort_order=desc", headers=api.as_user()
+    ).json()
+    assert [k["name"] for k in everything["data"]][:2] == ["laptop", "gone"]
+    admin_view = api.client.get(f"{KEYS}?user_id={api.user_id}", headers=api.as_admin()).json()
+    assert admin_view["pagination"]["total"] == 5
+    for query in ("per_page=0", "per_page=101", "page=0", "sort_by=secret", "cursor=%%"):
+        problem(api.client.get(f"{KEYS}?{query}", headers=api.as_user()), 422)
