@@ -210,7 +210,7 @@ def _first_start(components: Components, settings: Settings) -> None:
         "\nFirst start: created the superuser 'admin' (shown once, keep them safe)\n"
         f"  password: {password}\n"
         f"  API key:  {key}\n"
-        f"Send the key as 'X-API-Key: <key>'. Try: curl {base}/health\n"
-        f"The routes served so far are listed at {base}/schema/swagger\n"
+        f"Try: curl -H 'X-API-Key: {key}' {base}/api/v1/users/me\n"
+        f"Every route is described at {base}/schema/swagger\n"
     )
     sys.stdout.flush()
