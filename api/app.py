@@ -23,7 +23,7 @@ from api.controllers.auth import AuthController
 from api.controllers.health import health, live, ready
 from api.controllers.users import UsersController
 from api.problems import problem_response
-from api.security import Authenticator, CredentialCache, CredentialWatcher, Principal
+from api.security import Authenticator, CredentialWatcher, Principal
 from api.services import Services
 from api.usage import UsageRecorder
 
@@ -33,7 +33,7 @@ MAX_BODY = 64 * 1024
 def create_app(
     services: Services, *, trusted_proxies: Sequence[str] = (), watch_credentials: bool = True
 ) -> Litestar:
-    cache = CredentialCache()
+    cache = services.credential_cache
     authenticator = Authenticator(services.identity, services.tokens, cache)
     networks = [ipaddress.ip_network(proxy, strict=False) for proxy in trusted_proxies]
     stop = threading.Event()

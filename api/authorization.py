@@ -38,11 +38,11 @@ ROUTES: dict[str, Needs | None] = {
     "create_user": Needs("users:write", admin=True),
     "list_users": Needs("users:read", admin=True),
     "get_me": Needs(None),
-    "update_me": Needs("users:write"),
-    "change_my_password": Needs("users:write"),
-    "get_user": Needs("users:read"),
+    "update_me": Needs(None),
+    "change_my_password": Needs(None),
+    "get_user": Needs(None),  # self, or an admin with users:read (visible_user)
     "get_user_by_username": Needs("users:read", admin=True),
-    "update_user": Needs("users:write"),
+    "update_user": Needs(None),  # self, or an admin with users:write (visible_user)
     "verify_user": Needs("users:write", admin=True),
     "activate_user": Needs("users:write", admin=True),
     "deactivate_user": Needs("users:write", admin=True),
@@ -81,8 +81,9 @@ def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRoute
         raise PermissionDeniedException(f"the credential lacks the {needs.scope} scope")
 
 
-def visible_user(principal: Principal, user_id: UUID) -> UUID:
-    """The user id, if the caller may see that user; otherwise 404 (existence not revealed)."""
-    if not principal.can_see_user(user_id):
+def visible_user(principal: Principal, user_id: UUID, scope: str) -> UUID:
+    """The user id, if the caller may act on that user with ``scope``; otherwise 404 (a
+    regular user does not learn whether someone else exists)."""
+    if not principal.reaches_user(user_id, scope):
         raise UserNotFoundError(user_id)
     return user_id

@@ -56,6 +56,7 @@ KeyName = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[
 Description = Annotated[str, msgspec.Meta(max_length=500, pattern=r"^[^<>]*" + END)]
 GraceSeconds = Annotated[int, msgspec.Meta(ge=0, le=604800)]
 PerPage = Annotated[int, msgspec.Meta(ge=1, le=100)]
+AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True, description="RFC 3339 with a UTC offset")]
 Page = Annotated[int, msgspec.Meta(ge=1)]
 
 
@@ -90,14 +91,14 @@ class CreateApiKey(msgspec.Struct, forbid_unknown_fields=True):
     name: KeyName
     permissions: dict[Scope, bool]
     description: Description | None = None
-    expires_at: datetime | None = None
+    expires_at: AwareDatetime | None = None
 
 
 class UpdateApiKey(msgspec.Struct, forbid_unknown_fields=True):
     name: KeyName | msgspec.UnsetType = msgspec.UNSET
     description: Description | msgspec.UnsetType | None = msgspec.UNSET
     permissions: dict[Scope, bool] | msgspec.UnsetType = msgspec.UNSET
-    expires_at: datetime | msgspec.UnsetType | None = msgspec.UNSET
+    expires_at: AwareDatetime | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class RotateApiKey(msgspec.Struct, forbid_unknown_fields=True):

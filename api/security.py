@@ -41,8 +41,9 @@ class Principal:
             return self.is_superuser or scope not in ADMIN_ONLY
         return grants(self.permissions, scope, owner_is_superuser=self.is_superuser)
 
-    def can_see_user(self, user_id: UUID) -> bool:
-        return self.user_id == user_id or (self.is_superuser and self.may("users:read"))
+    def reaches_user(self, user_id: UUID, scope: str) -> bool:
+        """Self always; anyone else only as an admin whose credential holds ``scope``."""
+        return self.user_id == user_id or (self.is_superuser and self.may(scope))
 
 
 @dataclass
@@ -133,7 +134,13 @@ class Authenticator:
         principal = self.cache.get(cache_key, now)
         if principal is None:
             user = self.identity.get_user(claims.user_id)
-            if user.is_deleted or not user.is_active or not self.identity.session_is_live(claims.session_id):
+            live = self.identity.session_is_live(claims.session_id)
+            if (
+                user.is_deleted
+                or not user.is_active
+                or not live
+                or not user.accepts_credentials_from(claims.issued_at)
+            ):
                 raise AuthenticationError("session_ended")
             principal = Principal(user.id, user.is_superuser, "access_token", claims.session_id, None)
             self.cache.put(cache_key, _Cached(principal, None, None))
@@ -144,7 +151,8 @@ WATCHED_TOPICS = [
     *(topic for topic in ApiKeysProjection.topics if not topic.endswith(".UsageRecorded")),
     Session.Revoked.TOPIC,
     *(User.__dict__[name].TOPIC for name in ("Deactivated", "Activated", "Deleted", "Restored", "Erased",
-                                             "SuperuserGranted", "SuperuserRevoked")),
+                                             "SuperuserGranted", "SuperuserRevoked", "PasswordChanged",
+                                             "PasswordReset")),
 ]  # fmt: skip
 
 

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 
 from api.rate_limit import LoginRateLimiter
 from api.schemas import Pagination
+from api.security import CredentialCache
 from api.tokens import AccessTokens
 from eventstore.identity import Identity
 from eventstore.personal_data import Sealer
@@ -36,6 +37,7 @@ class Services:
     allow_registration: bool = True
     usage_flush_seconds: float = 2.0
     login_limiter: LoginRateLimiter = field(default_factory=lambda: LoginRateLimiter(10))
+    credential_cache: CredentialCache = field(default_factory=CredentialCache)
 
     def database_answers(self) -> bool:
         """A quick, separate check (1 s timeout) that the database takes connections again."""
@@ -73,6 +75,15 @@ class Services:
             raise ServiceUnavailableException("the read side is catching up", headers={"Retry-After": "1"})
 
 
+def aware(name: str, moment: datetime | None) -> datetime | None:
+    """Query-string times must carry their UTC offset (a bare local time is ambiguous)."""
+    if moment is not None and moment.tzinfo is None:
+        raise ValidationException(
+            f"{name} needs a UTC offset", extra=[{"key": name, "message": "add Z or +hh:mm"}]
+        )
+    return moment
+
+
 def encode_cursor(sort_key: Any, row_id: UUID) -> str:
     value = sort_key.isoformat() if isinstance(sort_key, datetime) else sort_key
     return base64.urlsafe_b64encode(json.dumps([value, str(row_id)]).encode()).decode()
@@ -81,8 +92,10 @@ def encode_cursor(sort_key: Any, row_id: UUID) -> str:
 def decode_cursor(cursor: str, *, is_time: bool) -> tuple[Any, UUID]:
     try:
         value, row_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        if not isinstance(value, str) or not isinstance(row_id, str):
+            raise ValueError("a cursor holds two strings")
         return (datetime.fromisoformat(value) if is_time else value), UUID(row_id)
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, AttributeError) as error:
         raise ValidationException(
             "invalid cursor", extra=[{"key": "cursor", "message": "invalid cursor"}]
         ) from error

@@ -18,6 +18,7 @@ AUDIENCE = "ledgerline-api"
 class AccessClaims:
     user_id: UUID
     session_id: UUID
+    issued_at: datetime
 
 
 class AccessTokens:
@@ -47,6 +48,7 @@ class AccessTokens:
                 issuer=ISSUER,
                 options={"require": ["exp", "iat", "sub", "sid"]},
             )
-            return AccessClaims(UUID(claims["sub"]), UUID(claims["sid"]))
-        except (jwt.PyJWTError, ValueError, KeyError):
+            issued_at = datetime.fromtimestamp(int(claims["iat"]), UTC)
+            return AccessClaims(UUID(claims["sub"]), UUID(claims["sid"]), issued_at)
+        except (jwt.PyJWTError, ValueError, KeyError, TypeError, OverflowError):
             raise AuthenticationError("bad_token") from None

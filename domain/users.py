@@ -66,6 +66,7 @@ class User(LedgerAggregate):
 
         def apply(self, user: User) -> None:
             user.credential = self.password_hash
+            user.credentials_changed_at = self.timestamp  # sessions and tokens from before end
 
     class PasswordReset(Event):
         """An administrator set a new password (no current password)."""
@@ -75,6 +76,7 @@ class User(LedgerAggregate):
 
         def apply(self, user: User) -> None:
             user.credential = self.password_hash
+            user.credentials_changed_at = self.timestamp
 
     class PasswordRehashed(Event):
         """Same password, hashed again with the current parameters at a successful login."""
@@ -197,6 +199,7 @@ class User(LedgerAggregate):
     last_login_ip: PersonalData | None = None
     deleted_at: datetime | None = None
     erased_at: datetime | None = None
+    credentials_changed_at: datetime | None = None
 
     # ---- creation -------------------------------------------------------------------------
 
@@ -348,6 +351,12 @@ class User(LedgerAggregate):
         self.trigger_event(self.Erased)
 
     # ---- authentication -------------------------------------------------------------------
+
+    def accepts_credentials_from(self, issued_at: datetime) -> bool:
+        """Whether a session or token issued at ``issued_at`` survives the last password change."""
+        return self.credentials_changed_at is None or issued_at >= self.credentials_changed_at.replace(
+            microsecond=0
+        )
 
     def login_refusal(self, now: datetime) -> AuthenticationError | None:
         """Why this account may not log in now, whatever the password."""

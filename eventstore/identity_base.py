@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import TypeVar
 from uuid import UUID
 
@@ -65,6 +66,21 @@ class IdentityBase(Application[UUID]):
 
     def get_api_key(self, key_id: UUID, *, version: int | None = None) -> ApiKey:
         return self._get(ApiKey, key_id, ApiKeyNotFoundError, version=version)
+
+    def get_user_as_of(
+        self, user_id: UUID, *, version: int | None = None, as_of: datetime | None = None
+    ) -> User:
+        """The user at ``version``, or at the moment ``as_of`` (the last event at or before it);
+        ``UserNotFoundError`` if they did not exist yet."""
+        if as_of is not None:
+            versions = [e.originator_version for e in self.events.get(user_id) if e.timestamp <= as_of]  # type: ignore[attr-defined]
+            if not versions:
+                raise UserNotFoundError(user_id)
+            version = min(versions[-1], version) if version is not None else versions[-1]
+        current = self.get_user(user_id)
+        if version is not None and version > current.version:
+            raise UserNotFoundError(user_id)
+        return self.get_user(user_id, version=version)
 
     def find_user_id(self, login: str) -> UUID | None:
         """The user holding this username or e-mail address (ignoring case)."""

@@ -63,6 +63,8 @@ class SessionCommands(IdentityBase):
             user = self.get_user(session.user_id)
             if user.is_deleted or not user.is_active:
                 raise AuthenticationError("user_inactive")
+            if not user.accepts_credentials_from(session.created_on):
+                raise AuthenticationError("password_changed")
             return SessionTokens(
                 result, session.user_id, session_id, f"{REFRESH_PREFIX}{session_id.hex}_{secret}"
             )
@@ -78,9 +80,12 @@ class SessionCommands(IdentityBase):
 
     def session_is_live(self, session_id: UUID) -> bool:
         try:
-            return not self._session(session_id).is_revoked
+            session = self._session(session_id)
         except AuthenticationError:
             return False
+        if session.is_revoked or session.user_id is None:
+            return False
+        return self.get_user(session.user_id).accepts_credentials_from(session.created_on)
 
     def _session(self, session_id: UUID) -> Session:
         try:

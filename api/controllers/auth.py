@@ -43,10 +43,16 @@ class AuthController(Controller):
     def refresh(self, data: Refresh, services: Services) -> Response[Any]:
         return _tokens(services, services.identity.refresh_session(data.refresh_token))
 
-    @post("/logout", sync_to_thread=True, status_code=204)
-    def logout(self, services: Services, principal: Principal) -> None:
+    @post("/logout", sync_to_thread=True, status_code=204, media_type="text/plain")
+    def logout(self, services: Services, principal: Principal) -> Response[None]:
+        """Ends the caller's login session (with an API key there is none: nothing to end)."""
+        position = services.identity.head_position()
         if principal.credential_type == "access_token":
-            services.identity.end_session(principal.credential_id)
+            position = services.identity.end_session(principal.credential_id).position
+            services.credential_cache.invalidate({principal.credential_id})  # this process: at once
+        return Response(
+            None, status_code=204, headers={"X-Event-Position": str(position)}, media_type="text/plain"
+        )
 
 
 def _tokens(services: Services, session: SessionTokens) -> Response[Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -14,10 +13,10 @@ from litestar.params import HeaderParameter, Parameter, QueryParameter
 from api.authorization import authorize, visible_user
 from api.controllers.responses import if_match, written
 from api.presenters import user_from_aggregate, user_from_row
-from api.schemas import ChangePassword, CreateUser, Many, One, UpdateMe, UserOut
+from api.schemas import AwareDatetime, ChangePassword, CreateUser, Many, One, UpdateMe, UserOut
 from api.security import Principal
-from api.services import Services, decode_cursor, page_info
-from domain.errors import UserNotFoundError
+from api.services import Services, aware, decode_cursor, page_info
+from domain.errors import UserNotFoundError, VersionMismatchError
 from eventstore.identity import CommandResult
 from projections.users.queries import UserFilters
 from projections.users.queries import list_users as query_users
@@ -51,8 +50,8 @@ class UsersController(Controller):
         is_active: bool | None = None,
         is_verified: bool | None = None,
         is_superuser: bool | None = None,
-        created_after: datetime | None = None,
-        created_before: datetime | None = None,
+        created_after: AwareDatetime | None = None,
+        created_before: AwareDatetime | None = None,
         include_deleted: bool = False,
         page: Annotated[int, Parameter(ge=1)] = 1,
         per_page: Annotated[int, Parameter(ge=1, le=100)] = 20,
@@ -62,6 +61,10 @@ class UsersController(Controller):
         min_position: MinPosition = None,
     ) -> Many[UserOut]:
         services.read_side_at(min_position)
+        created_after, created_before = (
+            aware("created_after", created_after),
+            aware("created_before", created_before),
+        )
         filters = UserFilters(
             search, is_active, is_verified, is_superuser, created_after, created_before, include_deleted
         )
@@ -111,9 +114,10 @@ class UsersController(Controller):
         self, username: str, services: Services, min_position: MinPosition = None
     ) -> One[UserOut]:
         user_id = services.identity.find_user_id(username) if "@" not in username else None
-        if user_id is None:
-            raise UserNotFoundError(username)
-        return One(data=user_from_aggregate(services.identity.get_user(user_id)))
+        user = None if user_id is None else services.identity.get_user(user_id)
+        if user is None or user.is_deleted:
+            raise UserNotFoundError(username)  # soft-deleted users are gone from reads
+        return One(data=user_from_aggregate(user))
 
     @get("/{user_id:uuid}", sync_to_thread=True)
     def get_user(
@@ -122,12 +126,18 @@ class UsersController(Controller):
         services: Services,
         principal: Principal,
         include_deleted: bool = False,
+        version: Annotated[int | None, Parameter(ge=1)] = None,
+        as_of: AwareDatetime | None = None,
         min_position: MinPosition = None,
     ) -> One[UserOut]:
-        user = services.identity.get_user(visible_user(principal, user_id))
-        if user.is_deleted and not (include_deleted and principal.is_superuser):
+        """The user now, or (``version``/``as_of``) as they were then, rebuilt from the events."""
+        current = services.identity.get_user(visible_user(principal, user_id, "users:read"))
+        if current.is_deleted and not (include_deleted and principal.is_superuser):
             raise UserNotFoundError(user_id)  # soft-deleted users are gone from reads
-        return One(data=user_from_aggregate(user))
+        if version is None and aware("as_of", as_of) is None:
+            return One(data=user_from_aggregate(current))
+        then = services.identity.get_user_as_of(user_id, version=version, as_of=as_of)
+        return One(data=user_from_aggregate(then, now=as_of))
 
     @patch("/{user_id:uuid}", sync_to_thread=True)
     def update_user(
@@ -139,7 +149,11 @@ class UsersController(Controller):
         if_match_header: IfMatch = None,
     ) -> Response[Any]:
         return _update_user(
-            services, principal, visible_user(principal, user_id), data, if_match(if_match_header)
+            services,
+            principal,
+            visible_user(principal, user_id, "users:write"),
+            data,
+            if_match(if_match_header),
         )
 
     @post("/{user_id:uuid}/verify", sync_to_thread=True, status_code=200)
@@ -184,6 +198,8 @@ def _update_user(
     if data.is_superuser is not msgspec.UNSET and not principal.is_superuser:
         raise PermissionDeniedException("only admins may change is_superuser")
     identity, result = services.identity, None
+    if expected_version is not None and identity.get_user(user_id).version != expected_version:
+        raise VersionMismatchError(expected_version, identity.get_user(user_id).version)
     if data.full_name is not msgspec.UNSET:
         result = identity.update_profile(user_id, full_name=data.full_name, expected_version=expected_version)
         expected_version = None if expected_version is None else result.version

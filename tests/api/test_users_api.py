@@ -263,3 +263,63 @@ def test_oversized_bodies_and_forwarded_addresses(api: Api) -> None:
 
 def test_interactive_api_documentation(api: Api) -> None:
     assert api.client.get("/schema/swagger").status_code == 200
+
+
+def test_a_password_change_ends_older_sessions_and_tokens(api: Api) -> None:
+    old = login(api)
+    bearer = {"Authorization": f"Bearer {old['access_token']}"}
+    time.sleep(1.1)  # token times have one-second resolution
+    changed = api.client.post(
+        f"{USERS}/me/change-password",
+        json={"current_password": PASSWORD, "new_password": "Newer-Pass-2"},
+        headers=bearer,
+    )
+    assert changed.status_code == 200
+    problem(api.client.post("/api/v1/auth/refresh", json={"refresh_token": old["refresh_token"]}), 401)
+    deadline = time.monotonic() + 1.0
+    while api.client.get(f"{USERS}/me", headers=bearer).status_code == 200:
+        assert time.monotonic() < deadline, "a token from before the password change still works"
+        time.sleep(0.05)
+    fresh = api.client.post("/api/v1/auth/login", json={"username": "alice", "password": "Newer-Pass-2"})
+    token = fresh.json()["data"]["access_token"]
+    assert api.client.get(f"{USERS}/me", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+
+
+def test_review_findings_stay_fixed(api: Api) -> None:
+    import base64
+    import json as jsonlib
+
+    admin = api.as_admin()
+    naive = {"name": "n", "permissions": {}, "expires_at": "2099-01-01T00:00:00"}
+    problem(api.client.post("/api/v1/api-keys", json=naive, headers=api.as_user()), 422)
+    problem(api.client.get(f"{USERS}?created_after=2020-01-01T00:00:00", headers=admin), 422)
+    odd_cursor = base64.urlsafe_b64encode(jsonlib.dumps(["x", 1]).encode()).decode()
+    problem(api.client.get(f"{USERS}?cursor={odd_cursor}", headers=admin), 422)
+    stale = {**api.as_user(), "If-Match": "7"}  # alice is at version 1
+    problem(api.client.patch(f"{USERS}/me", json={}, headers=stale), 412)
+    pair = login(api)
+    out = api.client.post("/api/v1/auth/logout", headers={"Authorization": f"Bearer {pair['access_token']}"})
+    assert out.status_code == 204 and int(out.headers["X-Event-Position"]) > 0
+    problem(api.client.get(f"{USERS}/me", headers={"Authorization": f"Bearer {pair['access_token']}"}), 401)
+    bob = api.client.post(
+        USERS, json={"username": "bob", "email": "bob@example.com", "password": PASSWORD}, headers=admin
+    )
+    bob_id = bob.json()["data"]["id"]
+    api.client.delete(f"{USERS}/{bob_id}", headers=admin)
+    problem(api.client.get(f"{USERS}/by-username/bob", headers=admin), 404)
+
+
+def test_a_user_as_they_were(api: Api) -> None:
+    user = f"{USERS}/{api.user_id}"
+    first = api.client.get(user, headers=api.as_user()).json()["data"]
+    moment = first["updated_at"]
+    time.sleep(0.01)
+    api.client.patch(f"{USERS}/me", json={"full_name": "Later"}, headers=api.as_user())
+    then = api.client.get(f"{user}?version={first['version']}", headers=api.as_user()).json()["data"]
+    assert then["full_name"] is None and then["version"] == first["version"]
+    at = api.client.get(f"{user}?as_of={moment.replace('Z', '%2B00:00')}", headers=api.as_user())
+    assert at.status_code == 200, at.text
+    assert at.json()["data"]["full_name"] is None
+    assert api.client.get(user, headers=api.as_user()).json()["data"]["full_name"] == "Later"
+    problem(api.client.get(f"{user}?version=999", headers=api.as_user()), 404)
+    problem(api.client.get(f"{user}?as_of=2000-01-01T00:00:00Z", headers=api.as_user()), 404)
