@@ -36,5 +36,5 @@ def configure(level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("uvicorn.access", "httpx"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)  # the API logs each request itself
+    for noisy in ("uvicorn.access", "httpx", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)  # requests are logged by the API itself
