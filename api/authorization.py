@@ -58,6 +58,8 @@ ROUTES: dict[str, Needs | None] = {
     "revoke_api_key": Needs("api_keys:write"),
     "delete_api_key": Needs("api_keys:write"),
     "api_key_usage_stats": Needs("api_keys:read", admin=True),
+    "user_history": Needs(None),  # self, or an admin with audit_logs:read (checked in the handler)
+    "api_key_history": Needs(None),  # owner, or an admin with audit_logs:read
 }
 
 

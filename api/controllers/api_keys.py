@@ -12,6 +12,7 @@ from litestar.params import HeaderParameter, Parameter, QueryParameter
 
 from api.authorization import authorize
 from api.controllers.responses import if_match, written
+from api.history import history
 from api.presenters import api_key_from_aggregate, api_key_from_row, api_key_out
 from api.schemas import (
     ApiKeyOut,
@@ -99,6 +100,17 @@ class ApiKeysController(Controller):
         self, key_id: UUID, services: Services, principal: Principal, min_position: MinPosition = None
     ) -> One[ApiKeyOut]:
         return One(data=api_key_out(_own_key(services, principal, key_id)))
+
+    @get("/{key_id:uuid}/history", sync_to_thread=True)
+    def api_key_history(
+        self, key_id: UUID, services: Services, principal: Principal, min_position: MinPosition = None
+    ) -> dict[str, Any]:
+        """The key's events in order, replayed from the event store; digests redacted."""
+        key = services.identity.get_api_key(key_id)
+        auditor = principal.is_superuser and principal.may("audit_logs:read")
+        if key.owner_id != principal.user_id and not auditor:
+            raise ApiKeyNotFoundError(key_id)
+        return {"data": history(services, key_id, api_key_from_aggregate)}
 
     @patch("/{key_id:uuid}", sync_to_thread=True)
     def update_api_key(

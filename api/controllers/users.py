@@ -12,6 +12,7 @@ from litestar.params import HeaderParameter, Parameter, QueryParameter
 
 from api.authorization import authorize, visible_user
 from api.controllers.responses import if_match, written
+from api.history import history
 from api.presenters import user_from_aggregate, user_from_row
 from api.schemas import AwareDatetime, ChangePassword, CreateUser, Many, One, UpdateMe, UserOut
 from api.security import Principal
@@ -138,6 +139,16 @@ class UsersController(Controller):
             return One(data=user_from_aggregate(current))
         then = services.identity.get_user_as_of(user_id, version=version, as_of=as_of)
         return One(data=user_from_aggregate(then, now=as_of))
+
+    @get("/{user_id:uuid}/history", sync_to_thread=True)
+    def user_history(
+        self, user_id: UUID, services: Services, principal: Principal, min_position: MinPosition = None
+    ) -> dict[str, Any]:
+        """The user's events in order, replayed from the event store, secrets redacted."""
+        if principal.user_id != user_id and not (principal.is_superuser and principal.may("audit_logs:read")):
+            raise UserNotFoundError(user_id)
+        services.identity.get_user(user_id)  # 404 for an unknown id
+        return {"data": history(services, user_id, user_from_aggregate)}
 
     @patch("/{user_id:uuid}", sync_to_thread=True)
     def update_user(

@@ -56,6 +56,8 @@ CALLS: dict[str, tuple[str, str, dict[str, Any] | None]] = {
     "revoke_api_key": ("POST", "/api/v1/api-keys/{key}/revoke", None),
     "delete_api_key": ("DELETE", "/api/v1/api-keys/{key}", None),
     "api_key_usage_stats": ("GET", "/api/v1/api-keys/usage-stats", None),
+    "user_history": ("GET", "/api/v1/users/{self}/history", None),
+    "api_key_history": ("GET", "/api/v1/api-keys/{key}/history", None),
     "logout": ("POST", "/api/v1/auth/logout", None),  # last: it ends the caller's session
 }
 
