@@ -8,10 +8,10 @@ from uuid import UUID
 
 import msgspec
 from litestar import Controller, Response, delete, get, patch, post
-from litestar.params import HeaderParameter, Parameter, QueryParameter
+from litestar.params import Parameter
 
 from api.authorization import authorize
-from api.controllers.responses import if_match, written
+from api.controllers.responses import IfMatch, MinPosition, if_match, written
 from api.history import history
 from api.presenters import api_key_from_aggregate, api_key_from_row, api_key_out
 from api.schemas import (
@@ -30,9 +30,6 @@ from domain.api_keys import ApiKey
 from domain.errors import ApiKeyNotFoundError
 from eventstore.identity import UNCHANGED
 from projections.api_keys.queries import list_api_keys, usage_stats
-
-MinPosition = Annotated[int | None, QueryParameter(name="min_position", ge=0)]
-IfMatch = Annotated[str | None, HeaderParameter(name="If-Match")]
 
 
 class ApiKeysController(Controller):

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Response
+from litestar.params import HeaderParameter, QueryParameter
 
 from api.schemas import One
 from eventstore.identity import CommandResult
+
+MinPosition = Annotated[int | None, QueryParameter(name="min_position", ge=0)]  # read-your-writes
+IfMatch = Annotated[str | None, HeaderParameter(name="If-Match")]  # optimistic concurrency
 
 
 def written(

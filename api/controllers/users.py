@@ -8,10 +8,10 @@ from uuid import UUID
 import msgspec
 from litestar import Controller, Response, delete, get, patch, post
 from litestar.exceptions import PermissionDeniedException
-from litestar.params import HeaderParameter, Parameter, QueryParameter
+from litestar.params import Parameter
 
 from api.authorization import authorize, visible_user
-from api.controllers.responses import if_match, written
+from api.controllers.responses import IfMatch, MinPosition, if_match, written
 from api.history import history
 from api.presenters import user_from_aggregate, user_from_row
 from api.schemas import AwareDatetime, ChangePassword, CreateUser, Many, One, UpdateMe, UserOut
@@ -21,9 +21,6 @@ from domain.errors import UserNotFoundError, VersionMismatchError
 from eventstore.identity import CommandResult
 from projections.users.queries import UserFilters
 from projections.users.queries import list_users as query_users
-
-MinPosition = Annotated[int | None, QueryParameter(name="min_position", ge=0)]
-IfMatch = Annotated[str | None, HeaderParameter(name="If-Match")]
 
 
 class UsersController(Controller):

@@ -19,15 +19,6 @@ def api_key_by_id(conn: Connection, key_id: UUID) -> dict[str, Any] | None:
     return None if row is None else dict(row)
 
 
-def api_keys_of(conn: Connection, user_id: UUID) -> list[dict[str, Any]]:
-    query = (
-        sa.select(api_keys)
-        .where(api_keys.c.user_id == user_id)
-        .order_by(api_keys.c.created_at, api_keys.c.id)
-    )
-    return [dict(row) for row in conn.execute(query).mappings()]
-
-
 def usage_stats(conn: Connection, now: datetime) -> dict[str, int]:
     """Counts over every key (the contract's ``/api-keys/usage-stats``)."""
     revoked = api_keys.c.revoked_at.is_not(None)
