@@ -19,6 +19,8 @@ from api.authorization import principal_of
 from api.breaker import DatabaseBreaker
 from api.context import request_context_middleware
 from api.controllers.api_keys import ApiKeysController
+from api.controllers.audit_evidence import AuditEvidenceController
+from api.controllers.audit_logs import AuditLogsController
 from api.controllers.auth import AuthController
 from api.controllers.health import health, live, ready
 from api.controllers.users import UsersController
@@ -56,7 +58,16 @@ def create_app(
         return principal_of(request)
 
     return Litestar(
-        route_handlers=[health, live, ready, AuthController, UsersController, ApiKeysController],
+        route_handlers=[
+            health,
+            live,
+            ready,
+            AuthController,
+            UsersController,
+            ApiKeysController,
+            AuditLogsController,
+            AuditEvidenceController,
+        ],
         dependencies={
             "services": Provide(lambda: services, sync_to_thread=False),
             "principal": Provide(principal, sync_to_thread=False),

@@ -60,6 +60,14 @@ ROUTES: dict[str, Needs | None] = {
     "api_key_usage_stats": Needs("api_keys:read", admin=True),
     "user_history": Needs(None),  # self, or an admin with audit_logs:read (checked in the handler)
     "api_key_history": Needs(None),  # owner, or an admin with audit_logs:read
+    "list_audit_logs": Needs("audit_logs:read", admin=True),
+    "get_audit_log_entry": Needs("audit_logs:read", admin=True),
+    "audit_logs_for_resource": Needs("audit_logs:read", admin=True),
+    "audit_logs_for_user": Needs(None),  # self, or an admin with audit_logs:read (visible_user)
+    "audit_log_statistics": Needs("audit_logs:read", admin=True),
+    "export_audit_logs": Needs("audit_logs:read", admin=True),
+    "verify_audit_chain": Needs("audit_logs:read", admin=True),
+    "audit_public_key": PUBLIC,  # a public key: anyone may check a bundle or checkpoint
 }
 
 

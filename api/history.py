@@ -12,11 +12,10 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
-import sqlalchemy as sa
 
 from api.services import Services
 from projections.audit_log.projection import SECRET_FIELDS, action_of
-from projections.audit_log.queries import audit_log
+from projections.audit_log.queries import positions_by_version
 
 REDACTED = "[REDACTED]"
 NOT_CHANGES = frozenset({"version", "updated_at"})
@@ -24,11 +23,8 @@ NOT_CHANGES = frozenset({"version", "updated_at"})
 
 def history(services: Services, entity_id: UUID, present: Callable[[Any], Any]) -> list[dict[str, Any]]:
     services.read_side_at(None)
-    query = sa.select(audit_log.c.resource_version, audit_log.c.position).where(
-        audit_log.c.resource_id == entity_id
-    )
     with services.engine.connect() as conn:
-        positions: dict[int, int] = {row.resource_version: row.position for row in conn.execute(query)}
+        positions = positions_by_version(conn, entity_id)
     entries: list[dict[str, Any]] = []
     state: Any = None
     before: dict[str, Any] = {}

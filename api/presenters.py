@@ -6,11 +6,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from api.schemas import ApiKeyOut, UserOut
+from api.schemas import ApiKeyOut, AuditEntryOut, UserOut
 from domain.api_keys import ApiKey
 from domain.users import User
 from domain.values import reveal
 from eventstore.personal_data import Sealer
+from projections.audit_log.presenter import present_entry
 
 
 def user_from_aggregate(user: User, now: datetime | None = None) -> UserOut:
@@ -99,3 +100,7 @@ def api_key_from_row(row: dict[str, Any], sealer: Sealer, now: datetime | None =
         is_active=row["revoked_at"] is None and not expired,
         version=row["version"],
     )
+
+
+def audit_entry_from_row(row: dict[str, Any], sealer: Sealer) -> AuditEntryOut:
+    return AuditEntryOut(**present_entry(row, sealer))

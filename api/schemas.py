@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 from uuid import UUID
 
 import msgspec
@@ -156,6 +156,38 @@ class UsageStats(msgspec.Struct):
     revoked_keys: int
     keys_used_today: int
     total_requests: int
+
+
+class AuditEntryOut(msgspec.Struct):
+    position: int
+    occurred_at: datetime
+    action: str
+    resource_type: str
+    resource_id: UUID
+    resource_version: int
+    actor_id: UUID | None
+    actor_type: str
+    credential_id: UUID | None
+    ip_address: str | None
+    user_agent: str | None
+    request_id: str | None
+    correlation_id: str | None
+    status: str
+    changes: dict[str, Any]
+    hash: str | None  # the entry's seal in the audit chain (hex); None until sealed
+
+
+class ActorCount(msgspec.Struct):
+    actor_id: UUID
+    count: int
+
+
+class AuditStatistics(msgspec.Struct):
+    total: int
+    by_action: dict[str, int]
+    by_resource_type: dict[str, int]
+    by_status: dict[str, int]
+    top_actors: list[ActorCount]
 
 
 class TokenPair(msgspec.Struct):

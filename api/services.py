@@ -5,8 +5,9 @@ from __future__ import annotations
 import base64
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -18,8 +19,11 @@ from api.rate_limit import LoginRateLimiter
 from api.schemas import Pagination
 from api.security import CredentialCache
 from api.tokens import AccessTokens
+from eventstore.audit_chain.signing import Signer
+from eventstore.database import Database
 from eventstore.identity import Identity
 from eventstore.personal_data import Sealer
+from projections.audit_log.queries import MAX_POSITION
 from projections.read_side import wait_for_position
 
 logger = logging.getLogger("ledgerline.api")
@@ -38,6 +42,8 @@ class Services:
     usage_flush_seconds: float = 2.0
     login_limiter: LoginRateLimiter = field(default_factory=lambda: LoginRateLimiter(10))
     credential_cache: CredentialCache = field(default_factory=CredentialCache)
+    signer: Signer | None = None  # signs export bundles; its public key anchors verification
+    database: Database | None = None  # where the chain's stored records are read from
 
     def database_answers(self) -> bool:
         """A quick, separate check (1 s timeout) that the database takes connections again."""
@@ -76,12 +82,20 @@ class Services:
 
 
 def aware(name: str, moment: datetime | None) -> datetime | None:
-    """Query-string times must carry their UTC offset (a bare local time is ambiguous)."""
-    if moment is not None and moment.tzinfo is None:
+    """Query-string times must carry their UTC offset (a bare local time is ambiguous); they
+    come back in UTC, and one that UTC cannot represent (year 1 at +05:00) is refused."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
         raise ValidationException(
             f"{name} needs a UTC offset", extra=[{"key": name, "message": "add Z or +hh:mm"}]
         )
-    return moment
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError as error:
+        raise ValidationException(
+            f"{name} is out of range", extra=[{"key": name, "message": "out of range in UTC"}]
+        ) from error
 
 
 def encode_cursor(sort_key: Any, row_id: UUID) -> str:
@@ -101,8 +115,36 @@ def decode_cursor(cursor: str, *, is_time: bool) -> tuple[Any, UUID]:
         ) from error
 
 
+def encode_position_cursor(position: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps([position]).encode()).decode()
+
+
+def decode_position_cursor(cursor: str) -> int:
+    """A cursor of ``encode_position_cursor``; anything else (or a position no event can have)
+    is a 422."""
+    try:
+        (position,) = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        if type(position) is not int or not 0 <= position <= MAX_POSITION:
+            raise ValueError("a position cursor holds one position")
+        return position
+    except (ValueError, TypeError, AttributeError) as error:
+        raise ValidationException(
+            "invalid cursor", extra=[{"key": "cursor", "message": "invalid cursor"}]
+        ) from error
+
+
+def _sort_key_cursor(row: dict[str, Any]) -> str:
+    return encode_cursor(row["sort_key"], row["id"])
+
+
 def page_info(
-    rows: list[dict[str, Any]], total: int, *, page: int, per_page: int, after: object
+    rows: list[dict[str, Any]],
+    total: int,
+    *,
+    page: int,
+    per_page: int,
+    after: object,
+    cursor_of: Callable[[dict[str, Any]], str] = _sort_key_cursor,
 ) -> Pagination:
     """The contract's pagination block; ``next_cursor`` continues after the last row shown."""
     shown = (page - 1) * per_page + len(rows)
@@ -113,5 +155,5 @@ def page_info(
         total=total,
         has_next=has_next,
         has_prev=page > 1 or after is not None,
-        next_cursor=encode_cursor(rows[-1]["sort_key"], rows[-1]["id"]) if has_next and rows else None,
+        next_cursor=cursor_of(rows[-1]) if has_next and rows else None,
     )

@@ -14,6 +14,8 @@ from api.app import create_app
 from api.rate_limit import LoginRateLimiter
 from api.services import Services
 from api.tokens import AccessTokens
+from eventstore.audit_chain.sealer import ChainSealer
+from eventstore.audit_chain.signing import Signer
 from eventstore.identity import Identity
 from eventstore.passwords import Passwords
 from eventstore.personal_data import DataKeyStore, Sealer, derive_key
@@ -36,6 +38,16 @@ class Components:
     identity: Identity
     projections: dict[str, Projection]
     secret: bytes
+    signer: Signer
+
+    def sealer(self) -> ChainSealer:
+        return ChainSealer(
+            self.engine,
+            self.settings.database,
+            self.signer,
+            checkpoint_events=self.settings.checkpoint_events,
+            checkpoint_seconds=self.settings.checkpoint_seconds,
+        )
 
     def close(self) -> None:
         self.identity.close()
@@ -91,8 +103,21 @@ def build(settings: Settings, *, init: bool = False, passwords: Passwords | None
         login_failure_floor=settings.login_failure_floor_ms / 1000,
     )
     return Components(
-        settings=settings, engine=engine, identity=identity, projections=projections, secret=secret
+        settings=settings,
+        engine=engine,
+        identity=identity,
+        projections=projections,
+        secret=secret,
+        signer=audit_signer(settings, secret),
     )
+
+
+def audit_signer(settings: Settings, secret: bytes | None) -> Signer:
+    """The checkpoint signing key: from LEDGERLINE_AUDIT_SIGNING_KEY, else from the secret key."""
+    material = settings.audit_signing_key or secret
+    if material is None:
+        raise SettingsError("LEDGERLINE_AUDIT_SIGNING_KEY or LEDGERLINE_SECRET_KEY is needed to sign")
+    return Signer(derive_key(material, "audit-signing"))
 
 
 def build_app(components: Components, *, watch_credentials: bool = True) -> Litestar:
@@ -108,5 +133,7 @@ def build_app(components: Components, *, watch_credentials: bool = True) -> Lite
         allow_registration=settings.allow_registration,
         usage_flush_seconds=settings.usage_flush_seconds,
         login_limiter=LoginRateLimiter(settings.login_rate_limit),
+        signer=components.signer,
+        database=settings.database,
     )
     return create_app(services, trusted_proxies=settings.trusted_proxies, watch_credentials=watch_credentials)

@@ -15,6 +15,7 @@ from api.schemas import RegisterUser
 from domain.audit import AuditContext, acting_as
 from domain.errors import DomainError
 from ledgerline import __version__, logs
+from ledgerline.audit_cli import audit
 from ledgerline.bootstrap import Components, NotInitialisedError, build, build_app
 from ledgerline.settings import Settings, SettingsError
 
@@ -30,6 +31,9 @@ def _settings() -> Settings:
 @click.version_option(__version__, prog_name="ledgerline")
 def cli() -> None:
     """Ledgerline: users and API keys whose audit log is the event stream."""
+
+
+cli.add_command(audit)
 
 
 def main() -> None:
@@ -109,7 +113,7 @@ def _register_admin(components: Components, request: RegisterUser) -> str:
 @click.option("--projection", "names", multiple=True, help="Run only these (repeatable); default: all.")
 def project(names: tuple[str, ...]) -> None:
     """Run projector workers: catch up, then follow the live stream until SIGTERM or Ctrl-C."""
-    from projections.worker import start_workers
+    from projections.worker import FollowingWorker, start_sealer, start_workers
 
     settings = _settings()
     components = build(settings)
@@ -119,7 +123,10 @@ def project(names: tuple[str, ...]) -> None:
     try:
         selected = components.selected_projections(names)
         click.echo(f"projecting {', '.join(p.name for p in selected)} from {settings.database.redacted()}")
-        workers = start_workers(selected, components.identity, components.engine, settings.database, stop)
+        workers: list[FollowingWorker] = [
+            *start_workers(selected, components.identity, components.engine, settings.database, stop),
+            start_sealer(components.sealer(), stop),
+        ]
         while not stop.wait(0.5):
             pass
         for worker in workers:
@@ -180,7 +187,7 @@ def serve() -> None:
     """Serve the API (on SQLite, creating the schema and a first admin on an empty store)."""
     import uvicorn
 
-    from projections.worker import start_workers
+    from projections.worker import start_sealer, start_workers
 
     settings = _settings()
     components = build(settings, init=settings.database.is_sqlite)
@@ -193,6 +200,7 @@ def serve() -> None:
             # The embedded store has no separate projector: run it in this process.
             start_workers(components.selected_projections(), components.identity, components.engine,
                           settings.database, stop)  # fmt: skip
+            start_sealer(components.sealer(), stop)
         uvicorn.run(
             build_app(components), host=settings.host, port=settings.port, log_config=None, access_log=False
         )

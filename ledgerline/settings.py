@@ -36,6 +36,9 @@ class Settings:
     allow_registration: bool
     access_token_lifetime: timedelta
     usage_flush_seconds: float
+    audit_signing_key: bytes | None
+    checkpoint_events: int
+    checkpoint_seconds: int
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -79,6 +82,11 @@ class Settings:
             allow_registration=_flag("ALLOW_REGISTRATION", get("ALLOW_REGISTRATION", "true")),
             access_token_lifetime=timedelta(seconds=number("ACCESS_TOKEN_SECONDS", 900, 60, 24 * 3600)),
             usage_flush_seconds=number("USAGE_FLUSH_MS", 2000, 50, 60_000) / 1000,
+            audit_signing_key=_secret(
+                environ.get("LEDGERLINE_AUDIT_SIGNING_KEY", "").strip(), "AUDIT_SIGNING_KEY"
+            ),
+            checkpoint_events=number("CHECKPOINT_EVENTS", 1000, 1, 10_000_000),
+            checkpoint_seconds=number("CHECKPOINT_SECONDS", 60, 1, 24 * 3600),
         )
 
 
@@ -103,7 +111,7 @@ def _flag(name: str, raw: str) -> bool:
     raise SettingsError(f"LEDGERLINE_{name} must be true or false, not {raw!r}")
 
 
-def _secret(raw: str) -> bytes | None:
+def _secret(raw: str, name: str = "SECRET_KEY") -> bytes | None:
     """A secret of at least 32 bytes, given as hex or base64."""
     if not raw:
         return None
@@ -114,4 +122,4 @@ def _secret(raw: str) -> bytes | None:
             continue
         if len(secret) >= 32:
             return secret
-    raise SettingsError("LEDGERLINE_SECRET_KEY must be at least 32 bytes, hex or base64 encoded")
+    raise SettingsError(f"LEDGERLINE_{name} must be at least 32 bytes, hex or base64 encoded")

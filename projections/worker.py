@@ -18,6 +18,7 @@ from contextlib import contextmanager
 import psycopg
 from sqlalchemy.engine import Engine
 
+from eventstore.audit_chain.sealer import ChainSealer
 from eventstore.database import Database
 from eventstore.identity import Identity
 from projections import catalog
@@ -28,27 +29,30 @@ logger = logging.getLogger("ledgerline.projector")
 MAX_BACKOFF = 10.0
 
 
-class ProjectionWorker(threading.Thread):
+class FollowingWorker(threading.Thread):
+    """Follows the event stream: catches up in batches, then waits for new events. Subclasses
+    say what one step is (``_step`` returns how many events it consumed, or None when it
+    cannot run yet) and which pool to clear after an outage."""
+
     def __init__(
-        self,
-        projection: Projection,
-        identity: Identity,
-        engine: Engine,
-        database: Database,
-        stop: threading.Event,
-        *,
-        poll_interval: float = 0.2,
-        batch_size: int = 500,
-    ) -> None:
-        super().__init__(name=f"projector-{projection.name}", daemon=True)
-        self.projection = projection
-        self.runner = ProjectionRunner(projection, identity, engine, batch_size=batch_size)
+        self, label: str, engine: Engine, database: Database, stop: threading.Event, *,
+        poll_interval: float, batch_size: int,
+    ) -> None:  # fmt: skip
+        super().__init__(name=f"projector-{label}", daemon=True)
+        self.label = label
         self.engine = engine
         self.database = database
         self.stop = stop
         self.poll_interval = poll_interval
+        self.batch_size = batch_size
         self.is_leader = threading.Event()
         self.backoff = 0.1
+
+    def _step(self) -> int | None:
+        raise NotImplementedError
+
+    def _store_pool(self) -> object | None:
+        return None
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -58,19 +62,19 @@ class ProjectionWorker(threading.Thread):
                         self._follow(still_leading)
             except Exception:
                 logger.warning("projection %s: lost the database; retrying in %.1fs",
-                               self.projection.name, self.backoff, exc_info=True)  # fmt: skip
+                               self.label, self.backoff, exc_info=True)  # fmt: skip
                 self._discard_dead_connections()
                 self.stop.wait(self.backoff)
                 self.backoff = min(self.backoff * 2, MAX_BACKOFF)
-        logger.info("projection %s: stopped", self.projection.name)
+        logger.info("projection %s: stopped", self.label)
 
     def _discard_dead_connections(self) -> None:
         """After an outage the store's pool still holds dead connections, which it would test
         one by one with growing pauses: drop them now so the next batch connects at once."""
-        pool = getattr(getattr(self.runner.identity.recorder, "datastore", None), "pool", None)
+        pool = self._store_pool()
         if pool is not None:
             try:
-                pool.check()
+                pool.check()  # type: ignore[attr-defined]
             except Exception:  # the database may still be away; the next attempt will tell
                 logger.debug("pool check failed", exc_info=True)
 
@@ -79,22 +83,17 @@ class ProjectionWorker(threading.Thread):
             applied, since = 0, time.monotonic()
             while not self.stop.is_set():
                 still_leading()  # raises once the lock's connection is gone: another may lead now
-                with self.engine.connect() as conn:
-                    generation, shape = catalog.live_generation(conn, self.projection.name)
-                if shape != self.projection.shape:
-                    logger.error("projection %s: live tables have shape %s, code wants %s: run "
-                                 "`ledgerline projections rebuild %s`", self.projection.name, shape,
-                                 self.projection.shape, self.projection.name)  # fmt: skip
+                consumed = self._step()
+                if consumed is None:
                     self.stop.wait(5)
                     continue
-                consumed = self.runner.run_batch(generation)
                 self.backoff = 0.1  # the database answers: the next outage starts from short waits
                 applied += consumed
                 if time.monotonic() - since >= 10 and applied:
-                    logger.info("projection %s: %d events in %.0fs", self.projection.name, applied,
+                    logger.info("projection %s: %d events in %.0fs", self.label, applied,
                                 time.monotonic() - since)  # fmt: skip
                     applied, since = 0, time.monotonic()
-                if consumed < self.runner.batch_size:
+                if consumed < self.batch_size:
                     wait_for_events()
 
     @contextmanager
@@ -108,11 +107,11 @@ class ProjectionWorker(threading.Thread):
             finally:
                 self.is_leader.clear()
             return
-        key = zlib.crc32(f"ledgerline-projection:{self.projection.name}".encode())
+        key = zlib.crc32(f"ledgerline-projection:{self.label}".encode())
         with psycopg.connect(self.database.url, autocommit=True, connect_timeout=5) as conn:
             while not self.stop.is_set():
                 if conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]:  # type: ignore[index]
-                    logger.info("projection %s: active", self.projection.name)
+                    logger.info("projection %s: active", self.label)
                     self.is_leader.set()
                     try:
                         yield lambda: conn.execute("SELECT 1")
@@ -137,6 +136,50 @@ class ProjectionWorker(threading.Thread):
             yield wait
 
 
+class ProjectionWorker(FollowingWorker):
+    def __init__(
+        self,
+        projection: Projection,
+        identity: Identity,
+        engine: Engine,
+        database: Database,
+        stop: threading.Event,
+        *,
+        poll_interval: float = 0.2,
+        batch_size: int = 500,
+    ) -> None:
+        super().__init__(
+            projection.name, engine, database, stop, poll_interval=poll_interval, batch_size=batch_size
+        )
+        self.projection = projection
+        self.runner = ProjectionRunner(projection, identity, engine, batch_size=batch_size)
+
+    def _store_pool(self) -> object | None:
+        return getattr(getattr(self.runner.identity.recorder, "datastore", None), "pool", None)
+
+    def _step(self) -> int | None:
+        with self.engine.connect() as conn:
+            generation, shape = catalog.live_generation(conn, self.projection.name)
+        if shape != self.projection.shape:
+            logger.error("projection %s: live tables have shape %s, code wants %s: run "
+                         "`ledgerline projections rebuild %s`", self.projection.name, shape,
+                         self.projection.shape, self.projection.name)  # fmt: skip
+            return None
+        return self.runner.run_batch(generation)
+
+
+class SealWorker(FollowingWorker):
+    """Extends the audit chain as events arrive (one active sealer, like a projection)."""
+
+    def __init__(self, sealer: ChainSealer, stop: threading.Event, *, poll_interval: float = 0.2) -> None:
+        super().__init__(sealer.name, sealer.engine, sealer.database, stop,
+                         poll_interval=poll_interval, batch_size=sealer.batch_size)  # fmt: skip
+        self.sealer = sealer
+
+    def _step(self) -> int:
+        return self.sealer.run_batch()
+
+
 def start_workers(
     projections: list[Projection],
     identity: Identity,
@@ -148,3 +191,9 @@ def start_workers(
     for worker in workers:
         worker.start()
     return workers
+
+
+def start_sealer(sealer: ChainSealer, stop: threading.Event) -> SealWorker:
+    worker = SealWorker(sealer, stop)
+    worker.start()
+    return worker

@@ -11,7 +11,7 @@ from litestar import Controller, Response, delete, get, patch, post
 from litestar.params import Parameter
 
 from api.authorization import authorize
-from api.controllers.responses import IfMatch, MinPosition, if_match, written
+from api.controllers.responses import IfMatch, MinPosition, PageNumber, PerPage, if_match, written
 from api.history import history
 from api.presenters import api_key_from_aggregate, api_key_from_row, api_key_out
 from api.schemas import (
@@ -58,8 +58,8 @@ class ApiKeysController(Controller):
         user_id: UUID | None = None,
         include_revoked: bool = False,
         include_expired: bool = False,
-        page: Annotated[int, Parameter(ge=1)] = 1,
-        per_page: Annotated[int, Parameter(ge=1, le=100)] = 20,
+        page: PageNumber = 1,
+        per_page: PerPage = 20,
         sort_by: Literal["created_at", "name"] = "created_at",
         sort_order: Literal["asc", "desc"] = "asc",
         cursor: Annotated[str | None, Parameter(max_length=512)] = None,

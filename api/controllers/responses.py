@@ -11,6 +11,9 @@ from api.schemas import One
 from eventstore.identity import CommandResult
 
 MinPosition = Annotated[int | None, QueryParameter(name="min_position", ge=0)]  # read-your-writes
+MAX_PAGE = 1_000_000  # keeps every offset far inside a 64-bit integer
+PageNumber = Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)]
+PerPage = Annotated[int, QueryParameter(ge=1, le=100)]
 IfMatch = Annotated[str | None, HeaderParameter(name="If-Match")]  # optimistic concurrency
 
 

@@ -11,7 +11,7 @@ from litestar.exceptions import PermissionDeniedException
 from litestar.params import Parameter
 
 from api.authorization import authorize, visible_user
-from api.controllers.responses import IfMatch, MinPosition, if_match, written
+from api.controllers.responses import IfMatch, MinPosition, PageNumber, PerPage, if_match, written
 from api.history import history
 from api.presenters import user_from_aggregate, user_from_row
 from api.schemas import AwareDatetime, ChangePassword, CreateUser, Many, One, UpdateMe, UserOut
@@ -51,8 +51,8 @@ class UsersController(Controller):
         created_after: AwareDatetime | None = None,
         created_before: AwareDatetime | None = None,
         include_deleted: bool = False,
-        page: Annotated[int, Parameter(ge=1)] = 1,
-        per_page: Annotated[int, Parameter(ge=1, le=100)] = 20,
+        page: PageNumber = 1,
+        per_page: PerPage = 20,
         sort_by: Literal["username", "email", "created_at", "last_login_at"] = "created_at",
         sort_order: Literal["asc", "desc"] = "asc",
         cursor: Annotated[str | None, Parameter(max_length=512)] = None,

@@ -12,7 +12,7 @@ import pytest
 from litestar.testing import TestClient
 
 from ledgerline.bootstrap import Components, build_app
-from projections.worker import start_workers
+from projections.worker import FollowingWorker, start_sealer, start_workers
 
 PASSWORD = "Correct-Horse-9"
 
@@ -46,9 +46,16 @@ def api(components: Components) -> Iterator[Api]:
     user = identity.register_user(username="alice", email="alice@example.com", password=PASSWORD)
     user_key = identity.issue_api_key(user.id, name="laptop", permissions=USER_SCOPES).key
     stop = threading.Event()
-    workers = start_workers(
-        list(components.projections.values()), identity, components.engine, components.settings.database, stop
-    )
+    workers: list[FollowingWorker] = [
+        *start_workers(
+            list(components.projections.values()),
+            identity,
+            components.engine,
+            components.settings.database,
+            stop,
+        ),
+        start_sealer(components.sealer(), stop),
+    ]
     try:
         with TestClient(app=build_app(components)) as client:
             yield Api(client, components, admin.id, admin_key, user.id, user_key)

@@ -58,6 +58,14 @@ CALLS: dict[str, tuple[str, str, dict[str, Any] | None]] = {
     "api_key_usage_stats": ("GET", "/api/v1/api-keys/usage-stats", None),
     "user_history": ("GET", "/api/v1/users/{self}/history", None),
     "api_key_history": ("GET", "/api/v1/api-keys/{key}/history", None),
+    "list_audit_logs": ("GET", "/api/v1/audit-logs", None),
+    "get_audit_log_entry": ("GET", "/api/v1/audit-logs/1", None),
+    "audit_logs_for_resource": ("GET", "/api/v1/audit-logs/resource/user/{self}", None),
+    "audit_logs_for_user": ("GET", "/api/v1/audit-logs/user/{self}", None),
+    "audit_log_statistics": ("GET", "/api/v1/audit-logs/statistics", None),
+    "export_audit_logs": ("GET", "/api/v1/audit-logs/export", None),
+    "verify_audit_chain": ("GET", "/api/v1/audit-logs/verify", None),
+    "audit_public_key": ("GET", "/api/v1/audit-logs/public-key", None),
     "logout": ("POST", "/api/v1/auth/logout", None),  # last: it ends the caller's session
 }
 

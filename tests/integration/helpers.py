@@ -9,6 +9,9 @@ from sqlalchemy.engine import Engine
 
 from domain.audit import AuditContext, acting_as
 from eventstore.identity import CommandResult, Identity
+from ledgerline.bootstrap import Components
+from projections.catalog import live_generation
+from projections.runner import ProjectionRunner
 
 STRONG_PASSWORD = "Correct-Horse-9"
 
@@ -54,3 +57,11 @@ def every_stored_byte(engine: Engine) -> bytes:
                 for value in row:
                     chunks.append(value if isinstance(value, bytes) else str(value).encode())
     return b"\n".join(chunks)
+
+
+def project_all(components: Components) -> None:
+    """Bring every read model up to the head of the store, in this thread."""
+    with components.engine.connect() as conn:
+        generations = {name: live_generation(conn, name)[0] for name in components.projections}
+    for name, projection in components.projections.items():
+        ProjectionRunner(projection, components.identity, components.engine).catch_up(generations[name])

@@ -12,18 +12,9 @@ from domain.values import ERASED
 from eventstore.personal_data import Sealer
 from ledgerline.bootstrap import Components
 from projections.api_keys.queries import api_key_by_id
-from projections.audit_log.queries import entries
-from projections.catalog import live_generation
-from projections.runner import ProjectionRunner
+from projections.audit_log.queries import AuditFilter, list_entries
 from projections.users.queries import count_users, user_by_id, user_by_username
-from tests.integration.helpers import STRONG_PASSWORD, register, user_context
-
-
-def project_all(components: Components) -> None:
-    with components.engine.connect() as conn:
-        generations = {name: live_generation(conn, name)[0] for name in components.projections}
-    for name, projection in components.projections.items():
-        ProjectionRunner(projection, components.identity, components.engine).catch_up(generations[name])
+from tests.integration.helpers import STRONG_PASSWORD, project_all, register, user_context
 
 
 def test_users_rows_follow_the_user_events(components: Components) -> None:
@@ -122,9 +113,9 @@ def test_audit_entries_carry_the_envelope_with_secrets_redacted(components: Comp
     project_all(components)
 
     with components.engine.connect() as conn:
-        about_alice = entries(conn, resource_id=alice.id)
-        about_key = entries(conn, resource_id=issued.result.id)
-        by_alice = entries(conn, actor_id=alice.id)
+        about_alice = list_entries(conn, AuditFilter(resource_id=alice.id), order="asc")
+        about_key = list_entries(conn, AuditFilter(resource_id=issued.result.id), order="asc")
+        by_alice = list_entries(conn, AuditFilter(actor_id=alice.id), order="asc")
     assert [e["action"] for e in about_alice] == ["user.registered", "auth.login_failed"]
     assert [e["status"] for e in about_alice] == ["success", "failure"]
     registered = about_alice[0]

@@ -1,0 +1,112 @@
+"""/audit-logs/export, /verify and /public-key: the evidence an auditor takes away.
+
+The export streams a signed bundle (or CSV) a page at a time; verify recomputes the chain from
+the stored records and checks each checkpoint against this installation's public key, which is
+served without authentication so anyone can check a bundle or a checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Literal
+
+import msgspec
+from litestar import Controller, get
+from litestar.di import Provide
+from litestar.response import Stream
+
+from api.authorization import authorize
+from api.controllers.audit_logs import audit_filter
+from api.controllers.responses import MinPosition
+from api.schemas import One
+from api.services import Services
+from eventstore.audit_chain.bundle import checkpoint_fields
+from eventstore.audit_chain.sealer import last_checkpoint
+from eventstore.audit_chain.signing import ALGORITHM, Signer
+from eventstore.audit_chain.verify import verify_chain
+from eventstore.database import Database
+from projections.audit_log.export import MEDIA_TYPES, export
+from projections.audit_log.queries import AuditFilter
+
+
+class ChainVerification(msgspec.Struct):
+    ok: bool
+    verified_through_position: int
+    head_hash: str | None
+    first_bad_position: int | None
+    reason: str | None
+    events_verified: int
+    checkpoints_verified: int
+    last_signed_position: int | None
+    unsealed_events: int
+
+
+class Checkpoint(msgspec.Struct):
+    position: int
+    head_hash: str
+    signed_at: str
+    key_id: str
+    public_key: str
+    signature: str
+
+
+class PublicKey(msgspec.Struct):
+    algorithm: str
+    key_id: str
+    public_key: str
+    latest_checkpoint: Checkpoint | None
+
+
+def _evidence(services: Services) -> tuple[Signer, Database]:
+    assert services.signer is not None and services.database is not None, "built by ledgerline.bootstrap"
+    return services.signer, services.database
+
+
+class AuditEvidenceController(Controller):
+    path = "/api/v1/audit-logs"
+    tags = ["audit-logs"]
+    guards = [authorize]
+    dependencies = {"audit": Provide(audit_filter, sync_to_thread=False)}
+
+    @get("/export", sync_to_thread=True)
+    def export_audit_logs(
+        self,
+        services: Services,
+        audit: AuditFilter,
+        format: Literal["ndjson", "csv"] = "ndjson",
+        min_position: MinPosition = None,
+    ) -> Stream:
+        """The list's entries (same filters) in position order, streamed; ``ndjson`` is a signed
+        bundle that `ledgerline audit verify-export` checks with only the public key."""
+        services.read_side_at(min_position)
+        signer, _ = _evidence(services)
+        name = f"audit-log-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.{format}"
+        return Stream(
+            export(services.engine, services.sealer, signer, audit, format),
+            media_type=MEDIA_TYPES[format],
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+
+    @get("/verify", sync_to_thread=True)
+    def verify_audit_chain(self, services: Services) -> One[ChainVerification]:
+        """Recompute the hash chain from the stored events; check every signed checkpoint."""
+        signer, database = _evidence(services)
+        report = asdict(verify_chain(services.engine, database, frozenset({signer.public_key})))
+        report.pop("untrusted_keys")
+        return One(data=ChainVerification(**report))
+
+    @get("/public-key", sync_to_thread=True)
+    def audit_public_key(self, services: Services) -> One[PublicKey]:
+        """The Ed25519 key checkpoints and exports are signed with, and the latest checkpoint."""
+        signer, _ = _evidence(services)
+        with services.engine.connect() as conn:
+            latest = last_checkpoint(conn)
+        return One(
+            data=PublicKey(
+                algorithm=ALGORITHM,
+                key_id=signer.key_id,
+                public_key=signer.public_key.hex(),
+                latest_checkpoint=None if latest is None else Checkpoint(**checkpoint_fields(latest)),
+            )
+        )

@@ -1,0 +1,135 @@
+"""``ledgerline audit``: verify the chain (on the live database or an offline copy), export the
+log, verify an export on its own, and print the public key auditors verify against."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+from uuid import UUID
+
+import click
+
+from eventstore.audit_chain.bundle import verify_bundle
+from eventstore.audit_chain.signing import ALGORITHM
+from eventstore.audit_chain.verify import verify_chain
+from eventstore.personal_data import Sealer
+from eventstore.schema import is_initialised
+from ledgerline.bootstrap import NotInitialisedError, audit_signer, build, secret_key
+from ledgerline.settings import Settings
+from projections.audit_log.export import export
+from projections.audit_log.queries import AuditFilter
+
+PUBLIC_KEY_HELP = "A trusted Ed25519 public key in hex (repeatable); default: this installation's own."
+
+
+@click.group("audit")
+def audit() -> None:
+    """Verify and export the audit log."""
+
+
+@audit.command("verify")
+@click.option("--public-key", "public_keys", multiple=True, help=PUBLIC_KEY_HELP)
+def audit_verify(public_keys: tuple[str, ...]) -> None:
+    """Recompute the hash chain from the stored events and check every signed checkpoint.
+    Exit status 0 when intact, 1 at the first tampered position (printed)."""
+    settings = Settings.from_env(os.environ)
+    engine = settings.database.create_engine()
+    try:
+        if not is_initialised(engine):
+            raise NotInitialisedError(f"{settings.database.redacted()} holds no Ledgerline schema")
+        report = verify_chain(engine, settings.database, _trusted(settings, public_keys))
+    finally:
+        engine.dispose()
+    _report(asdict(report), report.ok)
+
+
+@audit.command("verify-export")
+@click.argument("bundle", type=click.File("rb"))
+@click.option("--public-key", "public_keys", multiple=True, help=PUBLIC_KEY_HELP)
+def audit_verify_export(bundle: IO[bytes], public_keys: tuple[str, ...]) -> None:
+    """Check an NDJSON export on its own: its signature, each entry's chain link, its checkpoint."""
+    settings = Settings.from_env(os.environ)
+    report = verify_bundle(bundle, _trusted(settings, public_keys))
+    _report(asdict(report), report.ok)
+
+
+@audit.command("export")
+@click.option("--format", "fmt", type=click.Choice(["ndjson", "csv"]), default="ndjson", show_default=True)
+@click.option("--output", "-o", type=click.File("wb"), default="-", help="File to write (default: stdout).")
+@click.option("--actor-id", type=click.UUID)
+@click.option("--resource-type", type=click.Choice(["user", "api_key", "session"]))
+@click.option("--resource-id", type=click.UUID)
+@click.option("--action")
+@click.option("--status", type=click.Choice(["success", "failure"]))
+@click.option("--from", "from_", type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d"]))
+@click.option("--to", type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d"]))
+@click.option("--after-position", type=click.IntRange(min=0))
+def audit_export(fmt: str, output: IO[bytes], **filters: Any) -> None:
+    """Stream the audit log (the API list's filters) in position order, in constant memory."""
+    for name in ("from_", "to"):
+        moment = filters[name]
+        if moment is not None and moment.tzinfo is None:
+            filters[name] = moment.replace(tzinfo=UTC)
+    components = build(Settings.from_env(os.environ))
+    try:
+        sealer = Sealer(components.identity.data_keys)
+        for chunk in export(components.engine, sealer, components.signer, _filter(filters), fmt):  # type: ignore[arg-type]
+            output.write(chunk)
+        output.flush()
+    finally:
+        components.close()
+
+
+@audit.command("public-key")
+def audit_public_key() -> None:
+    """The key checkpoints and exports are signed with: publish it to your auditors."""
+    settings = Settings.from_env(os.environ)
+    signer = audit_signer(settings, None if settings.audit_signing_key else secret_key(settings))
+    click.echo(
+        json.dumps({"algorithm": ALGORITHM, "key_id": signer.key_id, "public_key": signer.public_key.hex()})
+    )
+
+
+def _filter(options: dict[str, Any]) -> AuditFilter:
+    def uuid(value: UUID | None) -> UUID | None:
+        return None if value is None else UUID(str(value))
+
+    return AuditFilter(
+        actor_id=uuid(options["actor_id"]),
+        resource_type=options["resource_type"],
+        resource_id=uuid(options["resource_id"]),
+        action=options["action"],
+        status=options["status"],
+        from_=options["from_"],
+        to=options["to"],
+        after_position=options["after_position"],
+    )
+
+
+def _trusted(settings: Settings, public_keys: tuple[str, ...]) -> frozenset[bytes] | None:
+    """The keys signatures must come from: the ones given, else this installation's own (when
+    its secret is at hand), else none: then the report lists the keys it could not anchor."""
+    if public_keys:
+        try:
+            return frozenset(bytes.fromhex(key) for key in public_keys)
+        except ValueError:
+            raise click.BadParameter("not hex", param_hint="--public-key") from None
+    if settings.audit_signing_key is not None:
+        return frozenset({audit_signer(settings, None).public_key})
+    kept = settings.database.is_sqlite and (Path(settings.data_dir) / "secret.key").exists()
+    if settings.secret_key is None and not kept:
+        click.echo("warning: no public key given; signatures are checked against the keys stored "
+                   "in the database (pass --public-key to anchor them)", err=True)  # fmt: skip
+        return None
+    return frozenset({audit_signer(settings, secret_key(settings)).public_key})
+
+
+def _report(report: dict[str, Any], ok: bool) -> None:
+    report["checked_at"] = datetime.now(UTC).isoformat()
+    click.echo(json.dumps(report, indent=2))
+    sys.exit(0 if ok else 1)

@@ -1,0 +1,47 @@
+"""An audit entry as clients see it (API, export): the contract's fields, personal data revealed
+(or "[erased]" once its subject is erased), secrets already "[REDACTED]" by the projection."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eventstore.personal_data import Sealer
+
+ENTRY_FIELDS = (
+    "position", "occurred_at", "action", "resource_type", "resource_id", "resource_version",
+    "actor_id", "actor_type", "credential_id", "ip_address", "user_agent", "request_id",
+    "correlation_id", "status", "changes", "hash",
+)  # fmt: skip
+
+
+def present_entry(row: dict[str, Any], sealer: Sealer) -> dict[str, Any]:
+    """A row of ``select_entries`` as the contract's entry (values still Python objects:
+    UUIDs, datetimes; ``hash`` is the chain seal in hex, None until sealed)."""
+    seal = row.get("seal")
+    return {
+        "position": row["position"],
+        "occurred_at": row["occurred_at"],
+        "action": row["action"],
+        "resource_type": row["resource_type"],
+        "resource_id": row["resource_id"],
+        "resource_version": row["resource_version"],
+        "actor_id": row["actor_id"],
+        "actor_type": row["actor_type"],
+        "credential_id": row["credential_id"],
+        "ip_address": sealer.reveal(row["ip_address"]),
+        "user_agent": sealer.reveal(row["user_agent"]),
+        "request_id": row["request_id"],
+        "correlation_id": row["correlation_id"],
+        "status": row["status"],
+        "changes": _revealed(row["changes"], sealer),
+        "hash": None if seal is None else bytes(seal).hex(),
+    }
+
+
+def _revealed(value: Any, sealer: Sealer) -> Any:
+    """The projection stores personal data in ``changes`` as ``{"sealed": <ciphertext>}``."""
+    if isinstance(value, dict):
+        if set(value) == {"sealed"} and isinstance(value["sealed"], str):
+            return sealer.reveal(value["sealed"])
+        return {name: _revealed(item, sealer) for name, item in value.items()}
+    return value

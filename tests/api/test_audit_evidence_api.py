@@ -1,0 +1,103 @@
+"""GET /audit-logs/export, /verify and /public-key as an auditor uses them over HTTP."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+
+import sqlalchemy as sa
+
+from eventstore.audit_chain.bundle import verify_bundle
+from tests.api.conftest import Api
+
+
+def sealed_through_head(api: Api) -> int:
+    """Wait until the sealer has covered every stored event; returns the head."""
+    head = api.components.identity.head_position()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with api.components.engine.connect() as conn:
+            if conn.execute(sa.text("SELECT max(position) FROM audit_seals")).scalar() == head:
+                return head
+        time.sleep(0.05)
+    raise AssertionError("the sealer did not reach the head")
+
+
+def test_public_key_is_served_without_credentials(api: Api) -> None:
+    sealed_through_head(api)
+    answer = api.client.get("/api/v1/audit-logs/public-key")
+    assert answer.status_code == 200
+    key = answer.json()["data"]
+    assert key["algorithm"] == "Ed25519" and key["public_key"] == api.components.signer.public_key.hex()
+    assert key["latest_checkpoint"]["position"] >= 1 and len(key["latest_checkpoint"]["signature"]) == 128
+
+
+def test_verify_reports_the_chain_then_the_first_tampered_position(api: Api) -> None:
+    head = sealed_through_head(api)
+    answer = api.client.get("/api/v1/audit-logs/verify", headers=api.as_admin())
+    assert answer.status_code == 200
+    report = answer.json()["data"]
+    assert report["ok"] is True and report["verified_through_position"] == head
+    assert report["first_bad_position"] is None and len(report["head_hash"]) == 64
+
+    database = api.components.settings.database
+    column = "rowid" if database.is_sqlite else "notification_id"
+    with api.components.engine.begin() as conn:  # a database administrator at work
+        if database.is_sqlite:
+            conn.execute(sa.text(f"DROP TRIGGER {database.events_table}_no_update"))
+        else:
+            conn.execute(
+                sa.text(f"DROP TRIGGER {database.events_table}_append_only ON {database.events_table}")
+            )
+        conn.execute(sa.text(f"UPDATE {database.events_table} SET topic = topic || 'x' WHERE {column} = 3"))
+    report = api.client.get("/api/v1/audit-logs/verify", headers=api.as_admin()).json()["data"]
+    assert (
+        report["ok"] is False
+        and report["first_bad_position"] == 3
+        and report["verified_through_position"] == 2
+    )
+
+
+def test_ndjson_export_is_a_signed_bundle_of_the_filtered_entries(api: Api) -> None:
+    api.client.patch("/api/v1/users/me", json={"full_name": "Alice Changed"}, headers=api.as_user())
+    sealed_through_head(api)
+    answer = api.client.get(
+        "/api/v1/audit-logs/export", params={"format": "ndjson", "resource_id": str(api.user_id)},
+        headers=api.as_admin(),
+    )  # fmt: skip
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("application/x-ndjson")
+    assert answer.headers["content-disposition"].startswith('attachment; filename="audit-log-')
+    lines = answer.content.splitlines(keepends=True)
+    entries = [json.loads(line) for line in lines[1:-1]]
+    assert {e["resource_id"] for e in entries} == {str(api.user_id)}
+    assert entries[0]["action"] == "user.registered"
+    assert "user.profile_updated" in {e["action"] for e in entries}
+    assert json.loads(lines[0])["filters"] == {"resource_id": str(api.user_id)}
+
+    report = verify_bundle(lines, frozenset({api.components.signer.public_key}))
+    assert report.ok and report.entries == len(entries) and report.unsealed_entries == 0
+    forged = [line.replace(b"Alice Changed", b"Alice Forged") for line in lines]
+    assert not verify_bundle(forged, frozenset({api.components.signer.public_key})).ok
+
+
+def test_csv_export_and_bad_formats(api: Api) -> None:
+    answer = api.client.get("/api/v1/audit-logs/export", params={"format": "csv"}, headers=api.as_admin())
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(answer.text)))
+    assert rows and all(row["position"] for row in rows)
+    assert [int(row["position"]) for row in rows] == sorted(int(row["position"]) for row in rows)
+    for bad in ({"format": "xml"}, {"format": "csv", "status": "maybe"}, {"from": "yesterday"}):
+        refused = api.client.get("/api/v1/audit-logs/export", params=bad, headers=api.as_admin())
+        assert (
+            refused.status_code in (400, 422)
+            and refused.headers["content-type"] == "application/problem+json"
+        )
+
+
+def test_regular_users_may_neither_export_nor_verify(api: Api) -> None:
+    for path in ("/api/v1/audit-logs/export", "/api/v1/audit-logs/verify"):
+        assert api.client.get(path, headers=api.as_user()).status_code == 403
+        assert api.client.get(path).status_code == 401
