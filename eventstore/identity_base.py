@@ -72,15 +72,28 @@ class IdentityBase(Application[UUID]):
     ) -> User:
         """The user at ``version``, or at the moment ``as_of`` (the last event at or before it);
         ``UserNotFoundError`` if they did not exist yet."""
-        if as_of is not None:
-            versions = [e.originator_version for e in self.events.get(user_id) if e.timestamp <= as_of]  # type: ignore[attr-defined]
-            if not versions:
-                raise UserNotFoundError(user_id)
-            version = min(versions[-1], version) if version is not None else versions[-1]
         current = self.get_user(user_id)
+        if as_of is not None:
+            last = self._last_version_at(user_id, current.version, as_of)
+            if last is None:
+                raise UserNotFoundError(user_id)
+            version = min(last, version) if version is not None else last
         if version is not None and version > current.version:
             raise UserNotFoundError(user_id)
-        return self.get_user(user_id, version=version)
+        return self.get_user(user_id, version=version)  # replays from the nearest snapshot
+
+    def _last_version_at(self, aggregate_id: UUID, head: int, moment: datetime) -> int | None:
+        """The last version recorded at or before ``moment``: a binary search over the
+        aggregate's event times (non-decreasing), reading one event per probe."""
+        found, low, high = None, 1, head
+        while low <= high:
+            middle = (low + high) // 2
+            (event,) = self.events.get(aggregate_id, gt=middle - 1, lte=middle)
+            if event.timestamp <= moment:  # type: ignore[attr-defined]
+                found, low = middle, middle + 1
+            else:
+                high = middle - 1
+        return found
 
     def find_user_id(self, login: str) -> UUID | None:
         """The user holding this username or e-mail address (ignoring case)."""
