@@ -61,3 +61,37 @@ def test_api_key_history_redacts_digests(api: Api) -> None:
     problem(
         api.client.get(f"/api/v1/api-keys/{admins.json()['data']['id']}/history", headers=api.as_user()), 404
     )
+
+
+def test_history_and_past_states_match_what_the_api_answered_at_the_time(api: Api) -> None:
+    """Across more changes than a snapshot interval (50): every `?version=`, every `?as_of=`
+    and every history diff agrees with the GET the API answered right after that change."""
+    user, admin, me = f"/api/v1/users/{api.user_id}", api.as_admin(), api.as_user()
+    answered = {}  # version -> the user as GET answered right after that version was written
+    answered[1] = api.client.get(user, headers=me).json()["data"]
+    for n in range(64):
+        if n % 16 == 5:
+            api.client.post(f"{user}/deactivate", headers=admin)
+            api.client.post(f"{user}/activate", headers=admin)
+        elif n % 16 == 9:
+            api.client.patch("/api/v1/users/me", json={"email": f"alice{n}@example.com"}, headers=me)
+        else:
+            api.client.patch("/api/v1/users/me", json={"full_name": f"Alice {n}"}, headers=me)
+        now = api.client.get(user, headers=me).json()["data"]
+        answered[now["version"]] = now
+    history = api.client.get(f"{user}/history", headers=me).json()["data"]
+    versions = [entry["version"] for entry in history]
+    assert versions == list(range(1, versions[-1] + 1)) and versions[-1] > 64
+
+    for version, then in answered.items():
+        assert api.client.get(f"{user}?version={version}", headers=me).json()["data"] == then
+        moment = then["updated_at"].replace("Z", "+00:00")
+        assert api.client.get(user, params={"as_of": moment}, headers=me).json()["data"] == then
+    previous = None
+    for version, then in sorted(answered.items()):
+        changes = history[version - 1]["changes"]
+        if previous is not None:
+            for field in ("full_name", "email", "is_active"):
+                if then[field] != previous[field]:
+                    assert changes[field] == {"before": previous[field], "after": then[field]}, version
+        previous = then
