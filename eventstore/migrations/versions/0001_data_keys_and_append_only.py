@@ -7,6 +7,8 @@ Revises:
 import sqlalchemy as sa
 from alembic import op
 
+from eventstore.migrations.append_only import make_append_only
+
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -25,31 +27,5 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("erased_at", sa.DateTime(timezone=True), nullable=True),
     )
-    if op.get_bind().dialect.name == "sqlite":
-        for table in SQLITE_TABLES:
-            for operation in ("UPDATE", "DELETE"):
-                op.execute(
-                    f"CREATE TRIGGER {table}_no_{operation.lower()} BEFORE {operation} ON {table} "
-                    f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"
-                )
-        return
-    op.execute(
-        """
-        CREATE OR REPLACE FUNCTION ledgerline_append_only() RETURNS trigger
-        LANGUAGE plpgsql AS $$
-        BEGIN
-            RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP
-                USING ERRCODE = 'insufficient_privilege';
-        END
-        $$
-        """
-    )
-    for table in POSTGRES_TABLES:
-        op.execute(
-            f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
-            "FOR EACH ROW EXECUTE FUNCTION ledgerline_append_only()"
-        )
-        op.execute(
-            f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
-            "FOR EACH STATEMENT EXECUTE FUNCTION ledgerline_append_only()"
-        )
+    sqlite = op.get_bind().dialect.name == "sqlite"
+    make_append_only(SQLITE_TABLES if sqlite else POSTGRES_TABLES)

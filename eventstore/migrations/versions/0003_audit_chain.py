@@ -7,6 +7,8 @@ Revises: 0002
 import sqlalchemy as sa
 from alembic import op
 
+from eventstore.migrations.append_only import make_append_only
+
 revision = "0003"
 down_revision = "0002"
 branch_labels = None
@@ -31,21 +33,4 @@ def upgrade() -> None:
         sa.Column("public_key", sa.LargeBinary(32), nullable=False),
         sa.Column("signature", sa.LargeBinary(64), nullable=False),
     )
-    if op.get_bind().dialect.name == "sqlite":
-        for table in TABLES:
-            for operation in ("UPDATE", "DELETE"):
-                op.execute(
-                    f"CREATE TRIGGER {table}_no_{operation.lower()} BEFORE {operation} ON {table} "
-                    f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"
-                )
-        return
-    for table in TABLES:  # ledgerline_append_only() comes from revision 0001
-        op.execute(
-            f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
-            "FOR EACH ROW EXECUTE FUNCTION ledgerline_append_only()"
-        )
-        op.execute(
-            f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
-            "FOR EACH STATEMENT EXECUTE FUNCTION ledgerline_append_only()"
-        )
-
+    make_append_only(TABLES)
