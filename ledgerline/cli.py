@@ -143,11 +143,14 @@ def projections() -> None:
 @projections.command("status")
 def projections_status() -> None:
     """Each projection's generation, position, head, lag and state."""
-    from projections.read_side import status
+    from projections.read_side import chain_status, status
 
     components = build(_settings())
     try:
-        rows = status(components.engine, components.identity)
+        rows = [
+            *status(components.engine, components.identity),
+            chain_status(components.engine, components.identity),
+        ]
     finally:
         components.close()
     click.echo(f"{'projection':<12}{'gen':>5}{'position':>12}{'head':>12}{'lag':>10}{'lag s':>9}  state")

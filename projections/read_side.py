@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from eventstore.audit_chain.sealer import sealed_head
 from eventstore.identity import Identity
 from projections import catalog
 
@@ -81,6 +82,17 @@ def status(engine: Engine, identity: Identity) -> list[ProjectionStatus]:
                 )
             )
     return statuses
+
+
+def chain_status(engine: Engine, identity: Identity) -> ProjectionStatus:
+    """How far the audit chain's sealer got, in the same terms as a projection's."""
+    head = identity.head_position()
+    with engine.connect() as conn:
+        position = sealed_head(conn).position
+    lag = max(0, head - position)
+    return ProjectionStatus(
+        "audit_chain", 0, 0, position, head, lag, _lag_seconds(identity, position, head), None, None
+    )
 
 
 def _lag_seconds(identity: Identity, position: int, head: int) -> float:

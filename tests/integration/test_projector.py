@@ -138,7 +138,7 @@ def test_projection_status_on_the_command_line(components: Components, tmp_path:
     assert shown.returncode == 0, shown.stderr
     lines = shown.stdout.splitlines()
     assert lines[0].split()[:4] == ["projection", "gen", "position", "head"]
-    assert {line.split()[0] for line in lines[1:]} == {"users", "api_keys", "audit_log"}
+    assert {line.split()[0] for line in lines[1:]} == {"users", "api_keys", "audit_log", "audit_chain"}
     assert all(line.split()[-1] == "catching-up" for line in lines[1:])
     rebuilt = run(url, tmp_path, "projections", "rebuild", "users")
     assert rebuilt.returncode == 0, rebuilt.stderr
