@@ -22,7 +22,13 @@ from domain.users import User, normalise_email
 from domain.values import Lockout
 from eventstore.commands import CommandResult, with_retries
 from eventstore.passwords import Passwords
-from eventstore.personal_data import AuditEnvelopeAsDict, DataKeyStore, PersonalDataAsCiphertext, derive_key
+from eventstore.personal_data import (
+    AuditEnvelopeAsDict,
+    DataKeyStore,
+    PersonalDataAsCiphertext,
+    StoredPersonalDataAsCiphertext,
+    derive_key,
+)
 from eventstore.transcoder import FastJSONTranscoder
 
 T = TypeVar("T", bound=Aggregate)
@@ -57,6 +63,7 @@ class IdentityBase(Application[UUID]):
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
         transcoder.register(PersonalDataAsCiphertext(self.data_keys))
+        transcoder.register(StoredPersonalDataAsCiphertext(self.data_keys))  # same name, same decoding
         transcoder.register(AuditEnvelopeAsDict())
 
     # ---- reads ------------------------------------------------------------------------------

@@ -112,6 +112,16 @@ class DataKeyStore:
         with self._lock:
             self._cache[subject_id] = (time.monotonic() + self._cache_seconds, _ERASED_KEY)
 
+    def check_secret(self) -> None:
+        """Refuse to start with another secret than the one the stored keys were wrapped under
+        (personal data is decrypted only when used, so a wrong secret would show up late)."""
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                sa.select(data_keys.c.subject_id).where(data_keys.c.wrapped_key.is_not(None)).limit(1)
+            ).first()
+        if row is not None:
+            self._load(row.subject_id)
+
     def is_erased(self, subject_id: UUID) -> bool:
         return self._cached_or_loaded(subject_id) is _ERASED_KEY
 
@@ -192,16 +202,58 @@ def _insert_ignoring_conflict(engine: Engine) -> Any:
     return lambda table: sqlite_insert(table).on_conflict_do_nothing()
 
 
-class PersonalDataAsCiphertext(Transcoding):
-    """Stores ``PersonalData`` as ciphertext (``CIPHERTEXT_FORMAT``), never in plain."""
+class StoredPersonalData(PersonalData):
+    """Personal data as read from the store: decrypted on first use of ``value``, and encoded
+    again as the very ciphertext it was read as. Projections that only copy it (sealed) into a
+    read table never decrypt it; an erasure after the read still reads ``[erased]``."""
 
-    type = PersonalData
+    __slots__ = ("_keys", "_plain", "stored")
+    stored: dict[str, Any]
+    _keys: DataKeyStore
+    _plain: str | None
+
+    def __init__(self, subject_id: UUID, stored: dict[str, Any], keys: DataKeyStore) -> None:
+        object.__setattr__(self, "subject_id", subject_id)
+        object.__setattr__(self, "stored", stored)
+        object.__setattr__(self, "_keys", keys)
+        object.__setattr__(self, "_plain", None)
+
+    @property
+    def value(self) -> str:
+        plain = self._plain
+        if plain is None:
+            cipher = self._keys.cipher_for_reading(self.subject_id) if self.stored["c"] else None
+            sealed = base64.b64decode(self.stored["c"]) if cipher is not None else b""
+            plain = (
+                ERASED
+                if cipher is None
+                else cipher.decrypt(sealed[:12], sealed[12:], self.subject_id.bytes).decode()
+            )
+            object.__setattr__(self, "_plain", plain)
+        return plain
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, PersonalData):
+            return (self.subject_id, self.value) == (other.subject_id, other.value)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self.subject_id, self.value))
+
+
+class PersonalDataAsCiphertext(Transcoding):
+    """Stores ``PersonalData`` as ciphertext (``CIPHERTEXT_FORMAT``), never in plain; reads it
+    back as ``StoredPersonalData`` (decrypted when used)."""
+
+    type: type = PersonalData
     name = "personal_data"
 
     def __init__(self, keys: DataKeyStore) -> None:
         self.keys = keys
 
     def encode(self, obj: PersonalData) -> dict[str, Any]:
+        if isinstance(obj, StoredPersonalData):
+            return obj.stored
         cipher = self.keys.cipher_for_writing(obj.subject_id)
         if cipher is None or obj.is_erased:
             return {"v": CIPHERTEXT_FORMAT, "s": obj.subject_id.hex, "c": ""}
@@ -212,12 +264,13 @@ class PersonalDataAsCiphertext(Transcoding):
     def decode(self, data: dict[str, Any]) -> PersonalData:
         if data.get("v") != CIPHERTEXT_FORMAT:
             raise ValueError(f"unknown personal-data format {data.get('v')!r}")
-        subject_id = UUID(data["s"])
-        cipher = self.keys.cipher_for_reading(subject_id) if data["c"] else None
-        if cipher is None:
-            return PersonalData(subject_id, ERASED)
-        sealed = base64.b64decode(data["c"])
-        return PersonalData(subject_id, cipher.decrypt(sealed[:12], sealed[12:], subject_id.bytes).decode())
+        return StoredPersonalData(UUID(data["s"]), data, self.keys)
+
+
+class StoredPersonalDataAsCiphertext(PersonalDataAsCiphertext):
+    """The same transcoding for values read from the store (the library looks types up exactly)."""
+
+    type = StoredPersonalData
 
 
 ENVELOPE_FIELDS = (
@@ -245,7 +298,10 @@ class Sealer:
         self._transcoding = PersonalDataAsCiphertext(keys)
 
     def seal(self, data: PersonalData | None) -> str | None:
-        return None if data is None else json.dumps(self._transcoding.encode(data), separators=(",", ":"))
+        if data is None:
+            return None
+        stored = self._transcoding.encode(data)  # hex and base64 inside: nothing to escape
+        return f'{{"v":{stored["v"]},"s":"{stored["s"]}","c":"{stored["c"]}"}}'
 
     def reveal(self, sealed: str | None) -> str | None:
         return None if sealed is None else self._transcoding.decode(json.loads(sealed)).value

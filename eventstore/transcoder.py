@@ -14,6 +14,7 @@ import msgspec
 from eventsourcing.persistence import JSONTranscoder, TranscodingNotRegisteredError
 
 _decoder = msgspec.json.Decoder()
+_NESTED = (dict, list)
 
 
 class FastJSONTranscoder(JSONTranscoder):
@@ -21,6 +22,7 @@ class FastJSONTranscoder(JSONTranscoder):
         return self._revive(_decoder.decode(data))
 
     def _revive(self, value: Any) -> Any:
+        """Custom types revived, depth first; scalars (most leaves) are passed over without a call."""
         kind = type(value)
         if kind is dict:
             if len(value) == 2 and "_type_" in value and "_data_" in value:
@@ -28,8 +30,9 @@ class FastJSONTranscoder(JSONTranscoder):
                     transcoding = self.names[value["_type_"]]
                 except KeyError:
                     raise TranscodingNotRegisteredError(f"no transcoding for {value['_type_']!r}") from None
-                return transcoding.decode(self._revive(value["_data_"]))
-            return {key: self._revive(item) for key, item in value.items()}
+                data = value["_data_"]
+                return transcoding.decode(self._revive(data) if type(data) in _NESTED else data)
+            return {key: self._revive(item) if type(item) in _NESTED else item for key, item in value.items()}
         if kind is list:
-            return [self._revive(item) for item in value]
+            return [self._revive(item) if type(item) in _NESTED else item for item in value]
         return value

@@ -18,7 +18,7 @@ from eventstore.audit_chain.sealer import ChainSealer
 from eventstore.audit_chain.signing import Signer
 from eventstore.identity import Identity
 from eventstore.passwords import Passwords
-from eventstore.personal_data import DataKeyStore, Sealer, derive_key
+from eventstore.personal_data import DataKeyStore, Sealer, WrongSecretKeyError, derive_key
 from eventstore.schema import init_lock, init_schema, is_initialised
 from ledgerline import __version__
 from ledgerline.settings import Settings, SettingsError
@@ -94,6 +94,11 @@ def build(settings: Settings, *, init: bool = False, passwords: Passwords | None
         raise NotInitialisedError(
             f"the database {settings.database.redacted()} is not initialised: run `ledgerline db init`"
         )
+    try:
+        data_keys.check_secret()
+    except WrongSecretKeyError:
+        engine.dispose()
+        raise
     identity = Identity(
         env=settings.database.eventsourcing_env(create_table=False, pool_size=settings.pool_size),
         data_keys=data_keys,

@@ -14,6 +14,7 @@ import msgspec
 from api.schemas import RegisterUser
 from domain.audit import AuditContext, acting_as
 from domain.errors import DomainError
+from eventstore.personal_data import WrongSecretKeyError
 from ledgerline import __version__, logs
 from ledgerline.audit_cli import audit
 from ledgerline.bootstrap import Components, NotInitialisedError, build, build_app
@@ -41,7 +42,7 @@ def main() -> None:
     logs.configure()
     try:
         cli()
-    except (SettingsError, NotInitialisedError) as error:
+    except (SettingsError, NotInitialisedError, WrongSecretKeyError) as error:
         click.echo(f"Error: {error}", err=True)
         sys.exit(1)
 

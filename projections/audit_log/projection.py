@@ -8,7 +8,6 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-import sqlalchemy as sa
 from sqlalchemy import MetaData, Table
 from sqlalchemy.engine import Connection
 
@@ -19,6 +18,7 @@ from domain.values import PersonalData
 from projections.audit_log.tables import define_audit_log
 from projections.base import Positioned, ProjectionContext
 from projections.events import payload, topics_of
+from projections.rows import append_rows
 
 REDACTED = "[REDACTED]"
 SECRET_FIELDS = frozenset({"password_hash", "digest", "token_digest", "refresh_digest"})
@@ -53,7 +53,7 @@ class AuditLogProjection:
 
     def apply(self, conn: Connection, tables: Sequence[Table], events: Sequence[Positioned]) -> None:
         if events:
-            conn.execute(sa.insert(tables[0]), [self.entry(item) for item in events])
+            append_rows(conn, tables[0], [self.entry(item) for item in events])
 
     def entry(self, item: Positioned) -> dict[str, Any]:
         event, audit = item.event, item.event.audit
