@@ -19,9 +19,14 @@ class DatabaseUrlError(ValueError):
 
 @dataclass(frozen=True)
 class Database:
-    """A SQLite file or a PostgreSQL database, named by ``sqlite:///path`` or ``postgresql://``."""
+    """A SQLite file or a PostgreSQL database, named by ``sqlite:///path`` or ``postgresql://``.
+
+    ``group_commit`` (PostgreSQL only): concurrent saves of one process share one transaction
+    (``eventstore.group_commit``); SQLite keeps the library's recorder.
+    """
 
     url: str
+    group_commit: bool = True
 
     @property
     def is_sqlite(self) -> bool:
@@ -67,7 +72,7 @@ class Database:
                 "CREATE_TABLE": "y" if create_table else "n",
             }
         parts = urlsplit(self.url)
-        return {
+        env = {
             "PERSISTENCE_MODULE": "eventsourcing.postgres",
             "POSTGRES_DBNAME": parts.path.lstrip("/"),
             "POSTGRES_HOST": parts.hostname or "127.0.0.1",
@@ -81,6 +86,9 @@ class Database:
             "POSTGRES_LOCK_TIMEOUT": "10",
             "CREATE_TABLE": "y" if create_table else "n",
         }
+        if self.group_commit:
+            env["APPLICATION_RECORDER_TOPIC"] = "eventstore.group_commit:GroupCommitRecorder"
+        return env
 
     def sqlalchemy_url(self) -> str:
         if self.is_sqlite:

@@ -57,7 +57,10 @@ class Settings:
 
         data_dir = Path(get("DATA_DIR", "var"))
         try:
-            database = Database(get("DATABASE_URL", f"sqlite:///{data_dir / 'ledgerline.sqlite3'}"))
+            database = Database(
+                get("DATABASE_URL", f"sqlite:///{data_dir / 'ledgerline.sqlite3'}"),
+                group_commit=_flag("GROUP_COMMIT", get("GROUP_COMMIT", "true")),
+            )
         except DatabaseUrlError as error:
             raise SettingsError(f"LEDGERLINE_DATABASE_URL: {error}") from None
         return cls(

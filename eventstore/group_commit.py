@@ -1,0 +1,260 @@
+"""Group commit for the PostgreSQL event store: concurrent saves from the threads of one process
+share one transaction, one table lock, one NOTIFY and one commit.
+
+The library's recorder takes ``LOCK TABLE ... IN EXCLUSIVE MODE`` in each save's own transaction,
+so saves from many threads queue for the lock and commit one after another. Here the first save
+to arrive leads: it takes every save waiting at that moment (itself included) and writes them in
+one transaction; saves that arrive meanwhile queue for the next group, and the leader hands over
+to the first of them when its group is done. Nobody waits for a group to fill: a lone save is
+written at once.
+
+What each save keeps:
+- gap safety: the table lock is taken before the first position is drawn and held until the
+  commit, so positions are still committed in position order;
+- its own outcome: each save runs in its own savepoint and is synced before the next one starts,
+  so a save whose INSERT fails (a version conflict, a reservation already taken) is rolled back
+  to its savepoint and gets its own ``IntegrityError`` while the others commit;
+- atomicity: its events are one INSERT inside its savepoint, all in or all out;
+- its own positions: the notification ids that its INSERT returned.
+A failure of the transaction itself (lock timeout, lost connection, failed commit) is retried like
+the library retries one save, and then becomes every member's error.
+
+Each save still costs one round trip (its INSERT's outcome must be known before the next save's
+statements are sent, or a failure would abort saves queued behind it). What a group saves is the
+per-save transaction: BEGIN, lock, NOTIFY and COMMIT with its WAL flush, and the queue of
+backends waiting for the table lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from eventsourcing.persistence import (
+    DatabaseError,
+    DataError,
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    NotSupportedError,
+    OperationalError,
+    PersistenceError,
+    ProgrammingError,
+    StoredEvent,
+)
+from eventsourcing.postgres import PostgresAggregateRecorder, PostgresApplicationRecorder
+from eventsourcing.utils import retry
+from psycopg import Cursor
+from psycopg.rows import DictRow
+
+MAX_GROUP_EVENTS = 500  # keep one transaction's INSERTs to hundreds of events
+MAX_GROUP_SAVES = 64  # one subtransaction each: PostgreSQL caches 64 per transaction
+_SAVEPOINT = "SAVEPOINT ledgerline_save"
+_RELEASE = "RELEASE SAVEPOINT ledgerline_save"
+_ROLLBACK = "ROLLBACK TO SAVEPOINT ledgerline_save"
+
+# psycopg's errors as the library's recorder translates them (``PostgresDatastore.get_connection``).
+_TRANSLATIONS: tuple[tuple[type[psycopg.Error], type[PersistenceError]], ...] = (
+    (psycopg.InterfaceError, InterfaceError),
+    (psycopg.OperationalError, OperationalError),
+    (psycopg.DataError, DataError),
+    (psycopg.IntegrityError, IntegrityError),
+    (psycopg.InternalError, InternalError),
+    (psycopg.ProgrammingError, ProgrammingError),
+    (psycopg.NotSupportedError, NotSupportedError),
+    (psycopg.DatabaseError, DatabaseError),
+    (psycopg.Error, PersistenceError),
+)
+
+
+class _Save:
+    """One caller's ``insert_events``: its events, then its notification ids or its error."""
+
+    __slots__ = ("done", "error", "events", "ids", "leads")
+
+    def __init__(self, events: Sequence[StoredEvent]) -> None:
+        self.events = events
+        self.done = threading.Event()  # set when the outcome is in, or when this save must lead
+        self.leads = False
+        self.ids: Sequence[int] | None = None
+        self.error: BaseException | None = None
+
+    def outcome(self) -> Sequence[int]:
+        if self.error is not None:
+            raise self.error
+        if self.ids is None:
+            raise PersistenceError("the group commit stopped before this save was written")
+        return self.ids
+
+
+class GroupCommitRecorder(PostgresApplicationRecorder):
+    """``PostgresApplicationRecorder`` whose ``insert_events`` joins concurrent callers into one
+    transaction. Saves that carry a tracking record, and the database-function mode, take the
+    library's own path."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._queue: deque[_Save] = deque()
+        self._queue_lock = threading.Lock()
+        self._leading = False  # a leader is writing; new saves queue for the next group
+        self._in_group = threading.local()
+
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        if not stored_events or kwargs.get("tracking") is not None or self.datastore.enable_db_functions:
+            return super().insert_events(stored_events, **kwargs)
+        save = _Save(stored_events)
+        with self._queue_lock:
+            self._queue.append(save)
+            if not self._leading:
+                self._leading = save.leads = True
+        if not save.leads:
+            try:
+                save.done.wait()  # the outcome, or the lead handed over by the previous leader
+            except BaseException:  # interrupted: never leave the queue waiting for this thread
+                self._withdraw(save)
+                raise
+        if save.leads:
+            self._lead()
+        return save.outcome()
+
+    def _lead(self) -> None:
+        with self._queue_lock:  # this save is first in the queue: it was first in, or handed the lead
+            group = [self._queue.popleft()]
+            events = len(group[0].events)
+            while (
+                self._queue
+                and len(group) < MAX_GROUP_SAVES
+                and events + len(self._queue[0].events) <= MAX_GROUP_EVENTS
+            ):
+                events += len(self._queue[0].events)
+                group.append(self._queue.popleft())
+        try:
+            self._write_group(group)
+        except Exception as error:  # the transaction failed as a whole: nobody's events are in
+            for save in group:
+                save.ids, save.error = None, _copy(error)
+        finally:
+            for save in group:
+                if save.error is None and save.ids is None:
+                    save.error = PersistenceError("the group commit was interrupted")
+                save.done.set()
+            with self._queue_lock:
+                self._hand_over()
+
+    def _withdraw(self, save: _Save) -> None:
+        with self._queue_lock:
+            if save not in self._queue:
+                return  # a leader has taken it: it is written (or not) without its caller
+            was_handed_the_lead = self._queue[0] is save and save.leads
+            self._queue.remove(save)
+            if was_handed_the_lead:
+                self._hand_over()
+
+    def _hand_over(self) -> None:
+        """With the queue lock held: wake the next leader, or let the next save lead."""
+        if self._queue:
+            self._queue[0].leads = True
+            self._queue[0].done.set()
+        else:
+            self._leading = False
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def _write_group(self, group: list[_Save]) -> None:
+        for save in group:
+            save.ids = save.error = None
+        with self.datastore.get_connection() as conn, conn.pipeline() as pipeline:
+            # BEGIN and COMMIT are queued like the other statements (psycopg's transaction()
+            # would wait for a round trip of its own), and the COMMIT travels with the last save.
+            header, savepoints, curs, ending = (conn.cursor() for _ in range(4))
+            # Nothing is prepared during a group: a statement queued behind a failed one is
+            # skipped by the server, and psycopg could take it for prepared.
+            prepare_threshold, conn.prepare_threshold = conn.prepare_threshold, None
+            self._in_group.active = True
+            try:
+                header.execute("BEGIN")
+                self._lock_table(header)  # once for the group, before any position is drawn
+                self._notify_channel(header)
+                for n, save in enumerate(group, 1):
+                    last = n == len(group)
+                    self._write_member(pipeline, header, savepoints, curs, ending if last else None, save)
+                if ending.statusmessage != "COMMIT":  # the last save failed: commit the others
+                    ending.execute("COMMIT")
+                    pipeline.sync()
+            except BaseException:
+                _abandon(pipeline, header)
+                raise
+            finally:
+                self._in_group.active = False
+                conn.prepare_threshold = prepare_threshold
+
+    def _write_member(
+        self,
+        pipeline: psycopg.Pipeline,
+        header: Cursor[DictRow],
+        savepoints: Cursor[DictRow],
+        curs: Cursor[DictRow],
+        ending: Cursor[DictRow] | None,
+        save: _Save,
+    ) -> None:
+        """One save in its own savepoint, synced before the next one is sent, so that any error
+        is its own; with ``ending``, the COMMIT is queued behind it."""
+        try:
+            savepoints.execute(_SAVEPOINT)
+            self._insert_stored_events(curs, save.events)
+            if ending is not None:  # the RELEASE tells a failed save from a failed COMMIT
+                savepoints.execute(_RELEASE)
+                ending.execute("COMMIT")
+            pipeline.sync()
+            save.ids = self._fetch_ids_after_insert_events(curs, save.events)
+        except Exception as error:
+            with contextlib.suppress(psycopg.Error):
+                pipeline.sync()  # leave the pipeline's aborted state
+            if (
+                header.statusmessage != "NOTIFY"  # no lock: nothing was written
+                or (ending is not None and savepoints.statusmessage == "RELEASE")  # the COMMIT failed
+                or isinstance(error, psycopg.OperationalError | psycopg.InterfaceError)
+            ):
+                raise  # the whole group's problem
+            savepoints.execute(_ROLLBACK)  # this save's events are gone, the earlier ones stay
+            pipeline.sync()
+            save.ids, save.error = None, _translate(error)
+
+    def _insert_stored_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> None:
+        if getattr(self._in_group, "active", False):  # the group holds the lock and has notified
+            PostgresAggregateRecorder._insert_stored_events(self, curs, stored_events, **kwargs)
+        else:
+            super()._insert_stored_events(curs, stored_events, **kwargs)
+
+
+def _abandon(pipeline: psycopg.Pipeline, curs: Cursor[DictRow]) -> None:
+    """Roll the group's transaction back, if the connection still allows it (the pool
+    discards a broken one)."""
+    for step in (pipeline.sync, lambda: curs.execute("ROLLBACK"), pipeline.sync):
+        with contextlib.suppress(psycopg.Error):
+            step()
+
+
+def _translate(error: Exception) -> Exception:
+    for psycopg_type, ours in _TRANSLATIONS:
+        if isinstance(error, psycopg_type):
+            translated = ours(str(error))
+            translated.__cause__ = error
+            return translated
+    return error
+
+
+def _copy(error: Exception) -> Exception:
+    """An exception of the same type per member: one instance raised in many threads would
+    collect all their tracebacks."""
+    try:
+        copy = type(error)(*error.args)
+    except Exception:
+        return error
+    copy.__cause__ = error
+    return copy
