@@ -203,34 +203,33 @@ def _insert_ignoring_conflict(engine: Engine) -> Any:
 
 
 class StoredPersonalData(PersonalData):
-    """Personal data as read from the store: decrypted on first use of ``value``, and encoded
-    again as the very ciphertext it was read as. Projections that only copy it (sealed) into a
-    read table never decrypt it; an erasure after the read still reads ``[erased]``."""
+    """Personal data as read from the store: decrypted each time ``value`` is read (never kept
+    in plain, so a cached aggregate reads ``[erased]`` as soon as its key is gone), and encoded
+    again as the very ciphertext it was read as: projections that only copy it (sealed) into a
+    read table never decrypt it."""
 
-    __slots__ = ("_keys", "_plain", "stored")
+    __slots__ = ("_keys", "stored")
     stored: dict[str, Any]
     _keys: DataKeyStore
-    _plain: str | None
 
     def __init__(self, subject_id: UUID, stored: dict[str, Any], keys: DataKeyStore) -> None:
         object.__setattr__(self, "subject_id", subject_id)
         object.__setattr__(self, "stored", stored)
         object.__setattr__(self, "_keys", keys)
-        object.__setattr__(self, "_plain", None)
 
     @property
     def value(self) -> str:
-        plain = self._plain
-        if plain is None:
-            cipher = self._keys.cipher_for_reading(self.subject_id) if self.stored["c"] else None
-            sealed = base64.b64decode(self.stored["c"]) if cipher is not None else b""
-            plain = (
-                ERASED
-                if cipher is None
-                else cipher.decrypt(sealed[:12], sealed[12:], self.subject_id.bytes).decode()
-            )
-            object.__setattr__(self, "_plain", plain)
-        return plain
+        cipher = self._keys.cipher_for_reading(self.subject_id) if self.stored["c"] else None
+        if cipher is None:
+            return ERASED
+        sealed = base64.b64decode(self.stored["c"])
+        return cipher.decrypt(sealed[:12], sealed[12:], self.subject_id.bytes).decode()
+
+    def __copy__(self) -> StoredPersonalData:
+        return self  # immutable: aggregates copied out of the cache share it
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> StoredPersonalData:
+        return self
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, PersonalData):

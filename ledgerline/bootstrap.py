@@ -100,7 +100,11 @@ def build(settings: Settings, *, init: bool = False, passwords: Passwords | None
         engine.dispose()
         raise
     identity = Identity(
-        env=settings.database.eventsourcing_env(create_table=False, pool_size=settings.pool_size),
+        env={
+            **settings.database.eventsourcing_env(create_table=False, pool_size=settings.pool_size),
+            # Aggregates cached per process, brought up to date by their newer events on each read.
+            "AGGREGATE_CACHE_MAXSIZE": str(settings.aggregate_cache) if settings.aggregate_cache else "",
+        },
         data_keys=data_keys,
         secret=secret,
         passwords=passwords or Passwords(settings.argon2),

@@ -39,6 +39,7 @@ class Settings:
     audit_signing_key: bytes | None
     checkpoint_events: int
     checkpoint_seconds: int
+    aggregate_cache: int
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -90,6 +91,7 @@ class Settings:
             ),
             checkpoint_events=number("CHECKPOINT_EVENTS", 1000, 1, 10_000_000),
             checkpoint_seconds=number("CHECKPOINT_SECONDS", 60, 1, 24 * 3600),
+            aggregate_cache=number("AGGREGATE_CACHE", 10_000, 0, 10_000_000),
         )
 
 
