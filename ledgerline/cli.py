@@ -201,6 +201,7 @@ def serve() -> None:
         if settings.database.is_sqlite:
             if components.identity.head_position() == 0:
                 _first_start(components, settings)  # on PostgreSQL operators run create-admin
+            _rebuild_outdated(components)
             # The embedded store has no separate projector: run it in this process.
             start_workers(components.selected_projections(), components.identity, components.engine,
                           settings.database, stop)  # fmt: skip
@@ -211,6 +212,20 @@ def serve() -> None:
     finally:
         stop.set()
         components.close()
+
+
+def _rebuild_outdated(components: Components) -> None:
+    """Embedded store: a read model whose tables an upgrade changed is rebuilt before serving
+    (on PostgreSQL, operators run `projections rebuild`, blue-green, while the old one serves)."""
+    from projections.catalog import live_generation
+    from projections.rebuild import rebuild
+
+    for projection in components.selected_projections():
+        with components.engine.connect() as conn:
+            shape = live_generation(conn, projection.name)[1]
+        if shape != projection.shape:
+            click.echo(f"rebuilding {projection.name} (its tables changed in this version)")
+            rebuild(projection, components.identity, components.engine)
 
 
 def _first_start(components: Components, settings: Settings) -> None:

@@ -136,6 +136,9 @@ def _drop_generation(conn: Connection, projection: Projection, generation: int) 
 
 
 def _point_view(conn: Connection, projection: Projection, generation: int) -> None:
-    shown = tables_of(projection, generation)[0].name
-    conn.exec_driver_sql(f"DROP VIEW IF EXISTS {projection.name}")
-    conn.exec_driver_sql(f"CREATE VIEW {projection.name} AS SELECT * FROM {shown}")
+    """One view per table, named as the table without its generation (``audit_log_g3`` is shown
+    as ``audit_log``; the first table's view is the projection's name)."""
+    for table in tables_of(projection, generation):
+        view = table.name.removesuffix(f"_g{generation}")
+        conn.exec_driver_sql(f"DROP VIEW IF EXISTS {view}")
+        conn.exec_driver_sql(f"CREATE VIEW {view} AS SELECT * FROM {table.name}")

@@ -15,7 +15,8 @@ from domain.api_keys import ApiKey
 from domain.sessions import Session
 from domain.users import User
 from domain.values import PersonalData
-from projections.audit_log.tables import define_audit_log
+from projections.audit_log.counts import add_counts
+from projections.audit_log.tables import define_audit_counts, define_audit_log
 from projections.base import Positioned, ProjectionContext
 from projections.events import payload, topics_of
 from projections.rows import append_rows
@@ -42,18 +43,20 @@ def action_of(event_class: type) -> str:
 
 class AuditLogProjection:
     name = "audit_log"
-    shape = 1
+    shape = 2  # 2: per-value counts beside the entries
     topics = topics_of(User) | topics_of(ApiKey) | topics_of(Session)
 
     def __init__(self, context: ProjectionContext) -> None:
         self.context = context
 
     def define_tables(self, metadata: MetaData, generation: int) -> list[Table]:
-        return [define_audit_log(metadata, generation)]
+        return [define_audit_log(metadata, generation), define_audit_counts(metadata, generation)]
 
     def apply(self, conn: Connection, tables: Sequence[Table], events: Sequence[Positioned]) -> None:
         if events:
-            append_rows(conn, tables[0], [self.entry(item) for item in events])
+            rows = [self.entry(item) for item in events]
+            append_rows(conn, tables[0], rows)
+            add_counts(conn, tables[1], rows)
 
     def entry(self, item: Positioned) -> dict[str, Any]:
         event, audit = item.event, item.event.audit

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from eventstore.audit_chain.tables import audit_seals
+from projections.audit_log.counts import counted
 from projections.audit_log.projection import RESOURCE_TYPES
 from projections.audit_log.tables import define_audit_log
 
@@ -143,13 +144,18 @@ def list_page(
 
 def _span(conn: Connection, audit: AuditFilter) -> tuple[int, AuditFilter | None]:
     """How many entries match, and the filter limited to the positions they span (None when
-    nothing matches), in one index scan. Pages read within that span: left alone, the planner
-    walks the whole table backwards in search of a time window that lies far in the past."""
-    position = audit_log.c.position
-    total, first, last = conn.execute(
-        sa.select(sa.func.count(), sa.func.min(position), sa.func.max(position)).where(*conditions(audit))
-    ).one()
-    return int(total), (None if not total else audit.within(first, last))
+    nothing matches): from the per-value counts when one field (or none) filters, else in one
+    index scan. Pages read within that span: left alone, the planner walks the whole table
+    backwards in search of a time window that lies far in the past."""
+    found = counted(conn, audit)
+    if found is None:
+        position = audit_log.c.position
+        scanned = conn.execute(
+            sa.select(sa.func.count(), sa.func.min(position), sa.func.max(position)).where(*conditions(audit))
+        ).one()
+        found = (int(scanned[0]), scanned[1], scanned[2])
+    total, first, last = found
+    return total, (None if not total or first is None or last is None else audit.within(first, last))
 
 
 def entry(conn: Connection, position: int) -> dict[str, Any] | None:

@@ -36,3 +36,17 @@ def define_audit_log(metadata: sa.MetaData, generation: int) -> sa.Table:
         sa.Index(f"{name}_status", "status", "position"),
         sa.Index(f"{name}_time", "occurred_at", "position"),
     )
+
+
+def define_audit_counts(metadata: sa.MetaData, generation: int) -> sa.Table:
+    """How many entries each filter value selects, and the positions they span: a list with one
+    filter (or none) counts its matches in one lookup instead of a scan of millions."""
+    return sa.Table(
+        table_name("audit_log_counts", generation),
+        metadata,
+        sa.Column("dimension", sa.String(16), primary_key=True),
+        sa.Column("value", sa.String(100), primary_key=True),
+        sa.Column("entries", sa.BigInteger(), nullable=False),
+        sa.Column("first_position", sa.BigInteger(), nullable=False),
+        sa.Column("last_position", sa.BigInteger(), nullable=False),
+    )

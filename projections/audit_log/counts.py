@@ -1,0 +1,84 @@
+"""Per-value counts of audit entries, kept by the projection in the batch's transaction.
+
+A list filtered by one field (or by a resource's type and id, or by nothing) reads its total
+and the span of positions it covers here; other filters (time windows, several fields, position
+bounds) are counted by a scan of the matching entries, which those filters keep small.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from projections.audit_log.tables import define_audit_counts
+
+DIMENSIONS = ("actor_id", "resource_id", "resource_type", "action", "status")
+BOUNDS = ("from_", "to", "after_position", "before_position")
+Key = tuple[str, str]
+
+audit_log_counts = define_audit_counts(sa.MetaData(), 0).to_metadata(sa.MetaData(), name="audit_log_counts")
+
+
+def _keys(row: dict[str, Any]) -> Iterator[Key]:
+    yield "all", ""
+    yield "resource", f"{row['resource_type']}:{row['resource_id']}"
+    for dimension in DIMENSIONS:
+        if row[dimension] is not None:
+            yield dimension, str(row[dimension])
+
+
+def add_counts(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+    tally: dict[Key, list[int]] = {}
+    for row in rows:
+        for key in _keys(row):
+            counted = tally.setdefault(key, [0, row["position"], row["position"]])
+            counted[0] += 1
+            counted[2] = row["position"]  # rows come in position order
+    if not tally:
+        return
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    statement = insert(table)
+    conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=[table.c.dimension, table.c.value],
+            set_={
+                "entries": table.c.entries + statement.excluded.entries,
+                "last_position": statement.excluded.last_position,
+            },
+        ),
+        [
+            {"dimension": d, "value": v, "entries": n, "first_position": first, "last_position": last}
+            for (d, v), (n, first, last) in tally.items()
+        ],
+    )
+
+
+def counted(conn: Connection, audit: Any) -> tuple[int, int | None, int | None] | None:
+    """(matches, first position, last position) of ``audit`` (an ``AuditFilter``) from the
+    counts, or None when the filter is not one they answer."""
+    fields = {name: value for name, value in asdict(audit).items() if value is not None}
+    if any(bound in fields for bound in BOUNDS):
+        return None
+    if not fields:
+        key: Key = ("all", "")
+    elif fields.keys() == {"resource_type", "resource_id"}:
+        key = ("resource", f"{fields['resource_type']}:{fields['resource_id']}")
+    elif len(fields) == 1:
+        ((name, value),) = fields.items()
+        key = (name, str(value))
+    else:
+        return None
+    c = audit_log_counts.c
+    row = conn.execute(
+        sa.select(c.entries, c.first_position, c.last_position).where(
+            c.dimension == key[0], c.value == key[1]
+        )
+    ).first()
+    return (0, None, None) if row is None else (int(row.entries), row.first_position, row.last_position)
