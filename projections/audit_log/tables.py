@@ -35,6 +35,7 @@ def define_audit_log(metadata: sa.MetaData, generation: int) -> sa.Table:
         sa.Index(f"{name}_action", "action", "position"),
         sa.Index(f"{name}_status", "status", "position"),
         sa.Index(f"{name}_time", "occurred_at", "position"),
+        sa.Index(f"{name}_action_time", "action", "occurred_at"),  # "every failed login yesterday"
     )
 
 
