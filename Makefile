@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint unit clean bench-store bench-rebuild
+.PHONY: install run test lint unit clean bench bench-quick bench-deps bench-store bench-rebuild
 
 install: $(STAMP)
 
@@ -32,8 +32,26 @@ unit: install
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
 
-bench-store: install
-	$(BIN)/python -m bench.store_writes
+# Benchmarks (issue 6; see bench/README.md): need the local PostgreSQL and wrk (Debian's package,
+# installed here when missing). bench-store and bench-rebuild run one figure each.
+BENCH_STAMP := $(VENV)/.bench-installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-bench-rebuild: install
-	$(BIN)/python -m bench.rebuild
+bench-deps: $(BENCH_STAMP)
+	@command -v wrk >/dev/null || { echo "installing wrk"; $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk >/dev/null; }
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+bench: bench-deps
+	$(BIN)/python -m bench
+
+bench-quick: bench-deps
+	$(BIN)/python -m bench --quick
+
+bench-store: bench-deps
+	$(BIN)/python -m bench --only commands
+
+bench-rebuild: bench-deps
+	$(BIN)/python -m bench --only rebuild
