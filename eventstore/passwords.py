@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher, Type
@@ -18,8 +20,12 @@ class Argon2Parameters:
 
 
 class Passwords:
-    def __init__(self, parameters: Argon2Parameters | None = None) -> None:
+    """At most ``slots`` hashes run at once (default: one per core): more would not hash faster,
+    only take every core from the requests that do not hash."""
+
+    def __init__(self, parameters: Argon2Parameters | None = None, *, slots: int | None = None) -> None:
         parameters = parameters or Argon2Parameters()
+        self._slots = threading.BoundedSemaphore(slots or os.cpu_count() or 1)
         self._hasher = PasswordHasher(
             time_cost=parameters.time_cost,
             memory_cost=parameters.memory_kib,
@@ -30,11 +36,13 @@ class Passwords:
         self._dummy_hash = self._hasher.hash("ledgerline-timing-equaliser")
 
     def hash(self, password: str) -> str:
-        return self._hasher.hash(password)
+        with self._slots:
+            return self._hasher.hash(password)
 
     def verify(self, password_hash: str, password: str) -> bool:
         try:
-            return self._hasher.verify(password_hash, password)
+            with self._slots:
+                return self._hasher.verify(password_hash, password)
         except (VerificationError, InvalidHashError):
             return False
 

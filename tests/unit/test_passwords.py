@@ -86,3 +86,32 @@ def test_a_hasher_with_other_parameters_wants_a_rehash(password_hash: str, other
 
 def test_default_parameters_are_owasps_minimum() -> None:
     assert Argon2Parameters() == Argon2Parameters(memory_kib=19456, time_cost=2, parallelism=1)
+
+
+def test_no_more_hashes_run_at_once_than_there_are_slots() -> None:
+    import threading
+    import time
+
+    passwords = Passwords(Argon2Parameters(memory_kib=1024, time_cost=1, parallelism=1), slots=2)
+    running, most, lock = 0, 0, threading.Lock()
+    stored = passwords.hash("Correct-Horse-9")
+    real = passwords._hasher
+
+    class Counting:
+        def verify(self, password_hash: str, password: str) -> bool:
+            nonlocal running, most
+            with lock:
+                running += 1
+                most = max(most, running)
+            time.sleep(0.02)
+            with lock:
+                running -= 1
+            return real.verify(password_hash, password)
+
+    passwords._hasher = Counting()  # type: ignore[assignment]
+    threads = [threading.Thread(target=passwords.verify, args=(stored, "Correct-Horse-9")) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert most == 2
