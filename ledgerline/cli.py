@@ -194,6 +194,10 @@ def serve() -> None:
     from projections.worker import start_sealer, start_workers
 
     settings = _settings()
+    if settings.workers > 1 and settings.database.is_sqlite:
+        raise SettingsError(
+            "LEDGERLINE_WORKERS > 1 needs PostgreSQL (the embedded store runs in one process)"
+        )
     components = build(settings, init=settings.database.is_sqlite)
     stop = threading.Event()
     try:
@@ -206,12 +210,21 @@ def serve() -> None:
             start_workers(components.selected_projections(), components.identity, components.engine,
                           settings.database, stop)  # fmt: skip
             start_sealer(components.sealer(), stop)
-        uvicorn.run(
-            build_app(components), host=settings.host, port=settings.port, log_config=None, access_log=False
-        )
+        if settings.workers == 1:
+            uvicorn.run(
+                build_app(components),
+                host=settings.host,
+                port=settings.port,
+                log_config=None,
+                access_log=False,
+            )
+            return
     finally:
         stop.set()
         components.close()
+    # Several processes (PostgreSQL): each builds its own components from the environment.
+    uvicorn.run("ledgerline.asgi:create", factory=True, workers=settings.workers,
+                host=settings.host, port=settings.port, log_config=None, access_log=False)  # fmt: skip
 
 
 def _rebuild_outdated(components: Components) -> None:

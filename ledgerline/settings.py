@@ -40,6 +40,7 @@ class Settings:
     checkpoint_events: int
     checkpoint_seconds: int
     aggregate_cache: int
+    workers: int
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -92,6 +93,7 @@ class Settings:
             checkpoint_events=number("CHECKPOINT_EVENTS", 1000, 1, 10_000_000),
             checkpoint_seconds=number("CHECKPOINT_SECONDS", 60, 1, 24 * 3600),
             aggregate_cache=number("AGGREGATE_CACHE", 10_000, 0, 10_000_000),
+            workers=number("WORKERS", 1, 1, 64),
         )
 
 

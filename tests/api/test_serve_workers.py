@@ -1,0 +1,63 @@
+"""`ledgerline serve` with LEDGERLINE_WORKERS=2 on PostgreSQL: requests are answered by two
+processes, and the embedded store refuses more than one."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+from ledgerline.bootstrap import build
+from tests.api.test_two_processes import LEDGERLINE, PASSWORD, free_port
+from tests.conftest import TEST_SECRET, settings_for
+
+
+def test_two_worker_processes_serve_one_api(pg_database: str, tmp_path: Path) -> None:
+    components = build(settings_for(pg_database, tmp_path), init=True)
+    try:
+        owner = components.identity.register_user(username="alice", email="a@example.com", password=PASSWORD)
+        key = components.identity.issue_api_key(owner.id, name="k", permissions={"users:read": True}).key
+    finally:
+        components.close()
+    port = free_port()
+    env = {**os.environ, "LEDGERLINE_DATABASE_URL": pg_database, "LEDGERLINE_SECRET_KEY": TEST_SECRET,
+           "LEDGERLINE_DATA_DIR": str(tmp_path), "LEDGERLINE_PORT": str(port), "LEDGERLINE_POOL_SIZE": "3",
+           "LEDGERLINE_WORKERS": "2"}  # fmt: skip
+    log = (tmp_path / "serve.log").open("wb")
+    server = subprocess.Popen([LEDGERLINE, "serve"], env=env, stdout=log, stderr=log)
+    try:
+        url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline and server.poll() is None, (tmp_path / "serve.log").read_text()
+            time.sleep(0.2)
+        with httpx.Client(base_url=url, headers={"X-API-Key": key}) as client:
+            answers = [client.get("/api/v1/users/me") for _ in range(20)]
+        assert {answer.status_code for answer in answers} == {200}
+        assert {answer.json()["data"]["username"] for answer in answers} == {"alice"}
+        workers = subprocess.run(
+            ["pgrep", "-P", str(server.pid)], capture_output=True, text=True
+        ).stdout.split()
+        assert len(workers) >= 2, workers
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=10)
+
+
+def test_the_embedded_store_refuses_more_than_one_worker(tmp_path: Path) -> None:
+    env = {**os.environ, "LEDGERLINE_DATABASE_URL": f"sqlite:///{tmp_path}/l.sqlite3",
+           "LEDGERLINE_DATA_DIR": str(tmp_path), "LEDGERLINE_WORKERS": "2"}  # fmt: skip
+    done = subprocess.run([LEDGERLINE, "serve"], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "LEDGERLINE_WORKERS" in done.stderr
