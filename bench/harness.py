@@ -297,6 +297,18 @@ class Process:
             pass
 
 
+def process_tree(pid: int) -> list[int]:
+    """The process and its descendants (a `serve` with LEDGERLINE_WORKERS has worker children)."""
+    found = [pid]
+    for parent in found:
+        for children in Path(f"/proc/{parent}/task").glob("*/children"):
+            try:
+                found.extend(int(child) for child in children.read_text().split())
+            except OSError:
+                continue
+    return found
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of a process (all its threads) so far."""
     try:

@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 
-from bench.harness import BIN, RESULTS, Process, cpu_seconds
+from bench.harness import BIN, RESULTS, Process, cpu_seconds, process_tree
 
 PROFILE_RATE = 200  # py-spy samples per second
 
@@ -35,6 +35,11 @@ def run_queue_seconds(pid: int) -> float:
         except (OSError, IndexError, ValueError):
             continue
     return total / 1e9
+
+
+def _tree_seconds(tree: list[int]) -> tuple[float, float]:
+    """CPU used and time spent waiting for a CPU, summed over a process tree."""
+    return sum(cpu_seconds(pid) for pid in tree), sum(run_queue_seconds(pid) for pid in tree)
 
 
 def postgres_pids() -> list[int]:
@@ -60,17 +65,18 @@ class CpuMeter:
 
     def __enter__(self) -> CpuMeter:
         self.started = time.monotonic()
-        self.before = {name: (cpu_seconds(pid), run_queue_seconds(pid)) for name, pid in self.pids.items()}
+        self.trees = {name: process_tree(pid) for name, pid in self.pids.items()}
+        self.before = {name: _tree_seconds(tree) for name, tree in self.trees.items()}
         self.pg_before = {pid: cpu_seconds(pid) for pid in postgres_pids()}
         return self
 
     def __exit__(self, *_: object) -> None:
         span = time.monotonic() - self.started
         self.cores: dict[str, float] = {}
-        for name, pid in self.pids.items():
-            cpu, waiting = self.before[name]
-            self.cores[name] = round((cpu_seconds(pid) - cpu) / span, 2)
-            self.cores[f"{name}_waiting_for_cpu"] = round((run_queue_seconds(pid) - waiting) / span, 2)
+        for name, tree in self.trees.items():
+            (cpu, waiting), (cpu_after, waiting_after) = self.before[name], _tree_seconds(tree)
+            self.cores[name] = round((cpu_after - cpu) / span, 2)
+            self.cores[f"{name}_waiting_for_cpu"] = round((waiting_after - waiting) / span, 2)
         pg = sum(cpu_seconds(pid) - self.pg_before.get(pid, 0.0) for pid in postgres_pids())
         self.cores["postgres"] = round(pg / span, 2)
         self.cores["machine_load"] = round(os.getloadavg()[0], 1)

@@ -9,6 +9,7 @@ figures. Every process is stopped and the database dropped, whatever happens.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import tempfile
@@ -58,7 +59,8 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: stop processes, drop the db
     with scratch_database() as url, tempfile.TemporaryDirectory(prefix="ledgerline-bench-") as work:
         say(f"{scale.name} scale, scratch database {url.rsplit('/', 1)[1]}")
-        deployment = Deployment(url, Path(work), login_rate_limit="0")
+        # One API process per core, as an operator would run it on this machine.
+        deployment = Deployment(url, Path(work), login_rate_limit="0", workers=str(os.cpu_count() or 1))
         try:
             figures = run(deployment, url, scale, wanted)
         except Exception:  # not on Ctrl-C or SIGTERM: then the processes' logs tell nothing

@@ -222,9 +222,9 @@ def serve() -> None:
     finally:
         stop.set()
         components.close()
-    # Several processes (PostgreSQL): each builds its own components from the environment.
-    uvicorn.run("ledgerline.asgi:create", factory=True, workers=settings.workers,
-                host=settings.host, port=settings.port, log_config=None, access_log=False)  # fmt: skip
+    from ledgerline.asgi import run_workers
+
+    run_workers(settings)  # several processes (PostgreSQL), each with its own components
 
 
 def _rebuild_outdated(components: Components) -> None:

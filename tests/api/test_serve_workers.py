@@ -61,3 +61,22 @@ def test_the_embedded_store_refuses_more_than_one_worker(tmp_path: Path) -> None
            "LEDGERLINE_DATA_DIR": str(tmp_path), "LEDGERLINE_WORKERS": "2"}  # fmt: skip
     done = subprocess.run([LEDGERLINE, "serve"], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and "LEDGERLINE_WORKERS" in done.stderr
+
+
+def test_worker_connections_do_not_wait_for_delayed_acks() -> None:
+    """The shared listener has TCP_NODELAY, and the connections it accepts inherit it."""
+    import socket
+
+    import uvicorn
+
+    from ledgerline.asgi import listening_socket
+
+    listener = listening_socket(uvicorn.Config("ledgerline.asgi:create", host="127.0.0.1", port=free_port()))
+    try:
+        listener.listen()
+        with socket.create_connection(listener.getsockname()) as client:
+            accepted, _ = listener.accept()
+            with accepted:
+                assert client and accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        listener.close()
