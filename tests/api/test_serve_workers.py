@@ -6,13 +6,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
 
 from ledgerline.bootstrap import build
-from tests.api.test_two_processes import LEDGERLINE, PASSWORD, free_port
+from tests.api.test_two_processes import LEDGERLINE, PASSWORD, free_port, wait_for_health
 from tests.conftest import TEST_SECRET, settings_for
 
 
@@ -30,15 +29,8 @@ def test_two_worker_processes_serve_one_api(pg_database: str, tmp_path: Path) ->
     log = (tmp_path / "serve.log").open("wb")
     server = subprocess.Popen([LEDGERLINE, "serve"], env=env, stdout=log, stderr=log)
     try:
-        url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline and server.poll() is None, (tmp_path / "serve.log").read_text()
-            time.sleep(0.2)
+        url = f"http://127.0.0.1:{port}"
+        wait_for_health(url, 60)
         with httpx.Client(base_url=url, headers={"X-API-Key": key}) as client:
             answers = [client.get("/api/v1/users/me") for _ in range(20)]
         assert {answer.status_code for answer in answers} == {200}

@@ -28,6 +28,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def wait_for_health(url: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"the API at {url} did not start"
+        time.sleep(0.2)
+
+
 @pytest.fixture
 def two_servers(
     pg_database: str, tmp_path: Path
@@ -49,15 +61,7 @@ def two_servers(
         urls.append(f"http://127.0.0.1:{port}")
     try:
         for url in urls:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert time.monotonic() < deadline, "an API process did not start"
-                time.sleep(0.2)
+            wait_for_health(url)
         yield urls, processes
     finally:
         for process in processes:
