@@ -11,7 +11,7 @@ from domain.api_keys import ApiKey
 from domain.users import User
 from domain.values import reveal
 from eventstore.personal_data import Sealer
-from projections.audit_log.presenter import present_entry
+from projections.audit_log.presenter import present_entries, present_entry
 
 
 def user_from_aggregate(user: User, now: datetime | None = None) -> UserOut:
@@ -104,3 +104,7 @@ def api_key_from_row(row: dict[str, Any], sealer: Sealer, now: datetime | None =
 
 def audit_entry_from_row(row: dict[str, Any], sealer: Sealer) -> AuditEntryOut:
     return AuditEntryOut(**present_entry(row, sealer))
+
+
+def audit_entries_from_rows(rows: list[dict[str, Any]], sealer: Sealer) -> list[AuditEntryOut]:
+    return [AuditEntryOut(**entry) for entry in present_entries(rows, sealer)]

@@ -18,7 +18,7 @@ from litestar.params import Parameter, QueryParameter
 
 from api.authorization import authorize, visible_user
 from api.controllers.responses import MinPosition, PageNumber, PerPage
-from api.presenters import audit_entry_from_row
+from api.presenters import audit_entries_from_rows, audit_entry_from_row
 from api.schemas import END, ActorCount, AuditEntryOut, AuditStatistics, Many, One
 from api.security import Principal
 from api.services import Services, aware, decode_position_cursor, encode_position_cursor, page_info
@@ -157,7 +157,7 @@ def _page(
             conn, audit, order=paging.order, limit=paging.per_page, skip=skip, cursor=paging.cursor
         )
     return Many(
-        data=[audit_entry_from_row(row, services.sealer) for row in rows],
+        data=audit_entries_from_rows(rows, services.sealer),
         pagination=page_info(
             rows,
             total,

@@ -27,7 +27,7 @@ from eventstore.audit_chain.sealer import last_checkpoint
 from eventstore.audit_chain.signing import Signer
 from eventstore.audit_chain.tables import audit_seals
 from eventstore.personal_data import Sealer
-from projections.audit_log.presenter import ENTRY_FIELDS, present_entry
+from projections.audit_log.presenter import ENTRY_FIELDS, present_entries
 from projections.audit_log.queries import AuditFilter, audit_log, select_entries
 
 Format = Literal["ndjson", "csv"]
@@ -77,8 +77,7 @@ def _entries(engine: Engine, sealer: Sealer, audit: AuditFilter) -> Iterator[dic
             )
             rows = list(conn.execute(query).mappings())
             conn.rollback()  # no snapshot held open between pages
-            for row in rows:
-                entry = present_entry(dict(row), sealer)
+            for row, entry in zip(rows, present_entries([dict(row) for row in rows], sealer), strict=True):
                 if entry["hash"] is not None:
                     entry["prev_hash"] = bytes(row["prev_seal"] or GENESIS).hex()
                     entry["record_digest"] = bytes(row["record_digest"]).hex()
