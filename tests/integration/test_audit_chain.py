@@ -119,7 +119,10 @@ def test_seals_and_checkpoints_are_append_only(sealed: Components, table: str, s
 def test_a_changed_payload_byte_is_found_at_its_position(sealed: Components) -> None:
     target = positions(sealed)[7]
     if sealed.settings.database.is_sqlite:
-        change = "UPDATE {events} SET state = CAST(replace(CAST(state AS TEXT), '{{', '[') AS BLOB) WHERE {pos} = :p"
+        change = (
+            "UPDATE {events} SET state = CAST(replace(CAST(state AS TEXT), '{{', '[') AS BLOB) "
+            "WHERE {pos} = :p"
+        )
     else:
         change = "UPDATE {events} SET state = set_byte(state, 0, get_byte(state, 0) # 1) WHERE {pos} = :p"
     admin_sql(sealed, change, p=target)
@@ -179,13 +182,19 @@ def test_an_event_inserted_in_the_middle_is_found_where_it_went_in(sealed: Compo
     assert not report.ok and report.first_bad_position == target
 
 
+FORGED = (  # a copy of another event, under a new version, at position {at}
+    "INSERT INTO {{events}} ({{pos}}, originator_id, originator_version, topic, state) "
+    "SELECT {at}, originator_id, originator_version + {version}, topic, state "
+    "FROM {{events}} WHERE {{pos}} = :src"
+)
+
+
 def test_an_event_inserted_into_a_gap_is_found(sealed: Components) -> None:
     stored = positions(sealed)
     gap = stored[-1] + 1
     admin_sql(
         sealed,
-        "INSERT INTO {events} ({pos}, originator_id, originator_version, topic, state) "
-        "SELECT :gap + 1, originator_id, originator_version + 1000, topic, state FROM {events} WHERE {pos} = :src",
+        FORGED.format(at=":gap + 1", version="1000"),
         gap=gap,
         src=stored[0],
     )
@@ -193,8 +202,7 @@ def test_an_event_inserted_into_a_gap_is_found(sealed: Components) -> None:
     assert verify(sealed).ok
     admin_sql(
         sealed,
-        "INSERT INTO {events} ({pos}, originator_id, originator_version, topic, state) "
-        "SELECT :gap, originator_id, originator_version + 2000, topic, state FROM {events} WHERE {pos} = :src",
+        FORGED.format(at=":gap", version="2000"),
         gap=gap,
         src=stored[0],
     )
