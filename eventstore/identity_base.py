@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TypeVar
@@ -53,7 +54,14 @@ class IdentityBase(Application[UUID]):
         self.lockout = lockout
         self.login_failure_floor = login_failure_floor
         self._email_pepper = derive_key(secret, "email-reservation")
+        self._get_locks = tuple(threading.Lock() for _ in range(64))
         super().__init__(env=dict(env))
+
+    def _repository_get(self, aggregate_id: UUID, version: int | None = None) -> Aggregate:
+        """The library copies a cached aggregate after releasing its fast-forward lock, so a copy
+        could be taken while another thread fast-forwards it: one lock per stripe of ids here."""
+        with self._get_locks[hash(aggregate_id) % len(self._get_locks)]:
+            return self.repository.get(aggregate_id, version=version)
 
     def construct_transcoder(self) -> Transcoder:
         transcoder = FastJSONTranscoder()
@@ -122,7 +130,7 @@ class IdentityBase(Application[UUID]):
 
     def _reservation(self, kind: str, value: str) -> Reservation | None:
         try:
-            reservation: Aggregate = self.repository.get(reservation_id(kind, value))
+            reservation: Aggregate = self._repository_get(reservation_id(kind, value))
         except AggregateNotFoundError:
             return None
         assert isinstance(reservation, Reservation)
@@ -153,7 +161,7 @@ class IdentityBase(Application[UUID]):
 
     def _key_ring(self, owner_id: UUID) -> KeyRing:
         try:
-            ring: Aggregate = self.repository.get(key_ring_id(owner_id))
+            ring: Aggregate = self._repository_get(key_ring_id(owner_id))
         except AggregateNotFoundError:
             return KeyRing.open(owner_id)
         assert isinstance(ring, KeyRing)
@@ -176,7 +184,7 @@ class IdentityBase(Application[UUID]):
         self, cls: type[T], aggregate_id: UUID, missing: type[Exception], *, version: int | None = None
     ) -> T:
         try:
-            aggregate: Aggregate = self.repository.get(aggregate_id, version=version)
+            aggregate: Aggregate = self._repository_get(aggregate_id, version=version)
         except AggregateNotFoundError:
             raise missing(aggregate_id) from None
         if not isinstance(aggregate, cls):

@@ -190,6 +190,9 @@ class DataKeyStore:
             _ERASED_KEY if row.wrapped_key is None else AESGCM(self._unwrap(subject_id, row.wrapped_key))
         )
         with self._lock:
+            cached = self._cache.get(subject_id)
+            if cached is not None and cached[1] is _ERASED_KEY:
+                return _ERASED_KEY  # a read that raced an erasure must not bring the key back
             self._cache[subject_id] = (time.monotonic() + self._cache_seconds, cipher)
             self._cache.move_to_end(subject_id)
             while len(self._cache) > 100_000:

@@ -104,6 +104,10 @@ def build(settings: Settings, *, init: bool = False, passwords: Passwords | None
             **settings.database.eventsourcing_env(create_table=False, pool_size=settings.pool_size),
             # Aggregates cached per process, brought up to date by their newer events on each read.
             "AGGREGATE_CACHE_MAXSIZE": str(settings.aggregate_cache) if settings.aggregate_cache else "",
+            # Pinned whatever the process environment says: saved aggregates (holding plain
+            # personal data) never enter the cache, and commands work on copies.
+            "AGGREGATE_CACHE_FASTFORWARD": "y",
+            "DEEPCOPY_FROM_AGGREGATE_CACHE": "y",
         },
         data_keys=data_keys,
         secret=secret,

@@ -21,8 +21,6 @@ from api.controllers.audit_logs import audit_filter
 from api.controllers.responses import MinPosition
 from api.schemas import One
 from api.services import Services
-from eventstore.audit_chain.bundle import checkpoint_fields
-from eventstore.audit_chain.sealer import last_checkpoint
 from eventstore.audit_chain.signing import ALGORITHM, Signer
 from eventstore.audit_chain.verify import verify_chain
 from eventstore.database import Database
@@ -42,20 +40,10 @@ class ChainVerification(msgspec.Struct):
     unsealed_events: int
 
 
-class Checkpoint(msgspec.Struct):
-    position: int
-    head_hash: str
-    signed_at: str
-    key_id: str
-    public_key: str
-    signature: str
-
-
 class PublicKey(msgspec.Struct):
     algorithm: str
     key_id: str
     public_key: str
-    latest_checkpoint: Checkpoint | None
 
 
 def _evidence(services: Services) -> tuple[Signer, Database]:
@@ -98,15 +86,8 @@ class AuditEvidenceController(Controller):
 
     @get("/public-key", sync_to_thread=True)
     def audit_public_key(self, services: Services) -> One[PublicKey]:
-        """The Ed25519 key checkpoints and exports are signed with, and the latest checkpoint."""
+        """The Ed25519 key checkpoints and exports are signed with (nothing about the log)."""
         signer, _ = _evidence(services)
-        with services.engine.connect() as conn:
-            latest = last_checkpoint(conn)
         return One(
-            data=PublicKey(
-                algorithm=ALGORITHM,
-                key_id=signer.key_id,
-                public_key=signer.public_key.hex(),
-                latest_checkpoint=None if latest is None else Checkpoint(**checkpoint_fields(latest)),
-            )
+            data=PublicKey(algorithm=ALGORITHM, key_id=signer.key_id, public_key=signer.public_key.hex())
         )

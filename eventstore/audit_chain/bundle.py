@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from eventstore.audit_chain.records import next_seal
-from eventstore.audit_chain.signing import Signer, checkpoint_message, is_valid, key_id
+from eventstore.audit_chain.signing import Signer, checkpoint_message, is_valid, key_id, utc
 
 FORMAT = "ledgerline-audit-export/1"
 
@@ -97,7 +97,7 @@ def checkpoint_fields(row: Any) -> dict[str, Any]:
     return {
         "position": row.position,
         "head_hash": row.head_hash.hex(),
-        "signed_at": row.signed_at.isoformat(),
+        "signed_at": utc(row.signed_at).isoformat(),
         "key_id": row.key_id,
         "public_key": row.public_key.hex(),
         "signature": row.signature.hex(),

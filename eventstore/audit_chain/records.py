@@ -27,7 +27,7 @@ _RECORD_TAG = b"ledgerline-record-v1"
 @dataclass(frozen=True)
 class StoredRecord:
     position: int
-    originator_id: UUID
+    originator_id: bytes  # as stored: the 16 bytes of a PostgreSQL uuid, SQLite's text as UTF-8
     originator_version: int
     topic: str
     state: bytes
@@ -39,7 +39,8 @@ class StoredRecord:
                 (
                     _RECORD_TAG,
                     struct.pack(">qq", self.position, self.originator_version),
-                    self.originator_id.bytes,
+                    struct.pack(">I", len(self.originator_id)),
+                    self.originator_id,
                     struct.pack(">I", len(topic)),
                     topic,
                     struct.pack(">I", len(self.state)),
@@ -68,22 +69,27 @@ def read_records(
     rows = conn.execute(_select(database), {"after": after, "upto": upto, "limit": limit})
     return [
         StoredRecord(
-            position=row.position,
-            originator_id=row.originator_id
-            if isinstance(row.originator_id, UUID)
-            else UUID(row.originator_id),
-            originator_version=row.originator_version,
-            topic=row.topic,
-            state=bytes(row.state),
+            row.position, _raw(row.originator_id), row.originator_version, row.topic, _raw(row.state)
         )
         for row in rows
     ]
 
 
+def _raw(value: object) -> bytes:
+    """A column's value as stored (so an id rewritten to another spelling no longer matches)."""
+    if isinstance(value, UUID):
+        return value.bytes
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    return str(value).encode()
+
+
 def iter_records(
-    conn: Connection, database: Database, after: int = 0, batch: int = 2000
+    conn: Connection, database: Database, after: int = 0, batch: int = 2000, *, release: bool = False
 ) -> Iterator[StoredRecord]:
     """Every record after ``after`` in position order, read in keyset batches (constant memory)."""
     while records := read_records(conn, database, after, batch):
+        if release:  # end the read transaction between pages (SQLite could not empty its WAL)
+            conn.rollback()
         yield from records
         after = records[-1].position

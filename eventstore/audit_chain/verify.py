@@ -58,7 +58,7 @@ def _walk(
     conn: Connection, database: Database, trusted: frozenset[bytes] | None, report: ChainReport
 ) -> None:
     checkpoints = list(conn.execute(sa.select(audit_checkpoints).order_by(audit_checkpoints.c.position)))
-    records, seals = iter_records(conn, database), _iter_seals(conn)
+    records, seals = iter_records(conn, database, release=True), _iter_seals(conn)
     record, previous, signed = next(records, None), GENESIS, 0
     for seal in seals:
         position = seal.position
@@ -124,5 +124,6 @@ def _iter_seals(conn: Connection, batch: int = 2000) -> Iterator[sa.Row]:
             .limit(batch)
         )
     ):
+        conn.rollback()  # no read transaction held across the walk (SQLite could not empty its WAL)
         yield from rows
         after = rows[-1].position

@@ -15,9 +15,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from projections.audit_log.tables import define_audit_counts
+from projections.catalog import live_generation
 
 DIMENSIONS = ("actor_id", "resource_id", "resource_type", "action", "status")
 BOUNDS = ("from_", "to", "after_position", "before_position")
+COUNTED_SHAPE = 2  # the audit_log shape that added the counts
 Key = tuple[str, str]
 
 audit_log_counts = define_audit_counts(sa.MetaData(), 0).to_metadata(sa.MetaData(), name="audit_log_counts")
@@ -75,6 +77,8 @@ def counted(conn: Connection, audit: Any) -> tuple[int, int | None, int | None] 
         key = (name, str(value))
     else:
         return None
+    if live_generation(conn, "audit_log")[1] < COUNTED_SHAPE:
+        return None  # live tables from before the counts (PostgreSQL, until the rebuild switches)
     c = audit_log_counts.c
     row = conn.execute(
         sa.select(c.entries, c.first_position, c.last_position).where(

@@ -34,6 +34,7 @@ Format = Literal["ndjson", "csv"]
 MEDIA_TYPES: dict[str, str] = {"ndjson": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
 CSV_FIELDS = (*ENTRY_FIELDS, "prev_hash", "record_digest")
 BATCH = 1000
+FORMULA_STARTS = frozenset("=+-@\t\r")
 
 _previous = audit_seals.alias("previous")
 _PREVIOUS_SEAL = (
@@ -52,7 +53,15 @@ def export(
     """The export's bytes, produced as they are read (a generator: nothing runs until iterated,
     and closing it early releases the connection)."""
     lines = _ndjson(engine, sealer, signer, audit) if fmt == "ndjson" else _csv(engine, sealer, audit)
-    return _chunks(lines)
+    return _failing_loudly(_chunks(lines))
+
+
+def _failing_loudly(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """Litestar ends a sync stream quietly at a ValueError: make any failure abort the response."""
+    try:
+        yield from chunks
+    except ValueError as error:
+        raise RuntimeError("the export failed") from error
 
 
 def _chunks(lines: Iterator[bytes], size: int = 64 * 1024) -> Iterator[bytes]:
@@ -70,21 +79,20 @@ def _chunks(lines: Iterator[bytes], size: int = 64 * 1024) -> Iterator[bytes]:
 
 
 def _entries(engine: Engine, sealer: Sealer, audit: AuditFilter) -> Iterator[dict[str, Any]]:
-    with engine.connect() as conn:
-        while True:
-            query = select_entries(audit, order="asc", limit=BATCH).add_columns(
-                audit_seals.c.record_digest, _PREVIOUS_SEAL
-            )
+    while True:  # a connection per page: none is held while the client reads (or goes away)
+        query = select_entries(audit, order="asc", limit=BATCH).add_columns(
+            audit_seals.c.record_digest, _PREVIOUS_SEAL
+        )
+        with engine.connect() as conn:
             rows = list(conn.execute(query).mappings())
-            conn.rollback()  # no snapshot held open between pages
-            for row, entry in zip(rows, present_entries([dict(row) for row in rows], sealer), strict=True):
-                if entry["hash"] is not None:
-                    entry["prev_hash"] = bytes(row["prev_seal"] or GENESIS).hex()
-                    entry["record_digest"] = bytes(row["record_digest"]).hex()
-                yield entry
-            if len(rows) < BATCH:
-                return
-            audit = audit.after(rows[-1]["position"], "asc")
+        for row, entry in zip(rows, present_entries([dict(row) for row in rows], sealer), strict=True):
+            if entry["hash"] is not None:
+                entry["prev_hash"] = bytes(row["prev_seal"] or GENESIS).hex()
+                entry["record_digest"] = bytes(row["record_digest"]).hex()
+            yield entry
+        if len(rows) < BATCH:
+            return
+        audit = audit.after(rows[-1]["position"], "asc")
 
 
 def _ndjson(engine: Engine, sealer: Sealer, signer: Signer, audit: AuditFilter) -> Iterator[bytes]:
@@ -108,8 +116,14 @@ def _csv(engine: Engine, sealer: Sealer, audit: AuditFilter) -> Iterator[bytes]:
         yield _taken(buffer)
         plain = _plain(entry)
         plain["changes"] = json.dumps(plain["changes"], separators=(",", ":"))
-        writer.writerow(plain)
+        writer.writerow({name: _inert(value) for name, value in plain.items()})
     yield _taken(buffer)
+
+
+def _inert(value: Any) -> Any:
+    """A cell a spreadsheet will not run as a formula (user agents and request ids come from
+    clients): text starting with = + - @ or a control character gets a leading quote."""
+    return "'" + value if isinstance(value, str) and value[:1] in FORMULA_STARTS else value
 
 
 def _taken(buffer: io.StringIO) -> bytes:

@@ -310,3 +310,15 @@ def test_concurrent_writers_never_leave_an_event_behind_the_sealed_head(componen
     report = verify(components)
     assert errors == []
     assert report.ok and report.unsealed_events == 0 and report.events_verified == len(positions(components))
+
+
+def test_an_aggregate_id_respelled_or_replaced_is_found(sealed: Components) -> None:
+    """SQLite stores ids as text: another spelling of the same id is another record."""
+    target = positions(sealed)[5]
+    if sealed.settings.database.is_sqlite:
+        change = "UPDATE {events} SET originator_id = upper(originator_id) WHERE {pos} = :p"
+    else:
+        change = "UPDATE {events} SET originator_id = '00000000-0000-0000-0000-000000000001' WHERE {pos} = :p"
+    admin_sql(sealed, change, p=target)
+    report = verify(sealed)
+    assert not report.ok and report.first_bad_position == target
