@@ -15,10 +15,10 @@ from tests.integration.helpers import STRONG_PASSWORD, events_of, register
 WRITERS = 20
 
 
-def race(action: Callable[[int], Any]) -> list[Any]:
-    """Run ``action(i)`` in WRITERS threads released together; return results or exceptions."""
-    barrier = threading.Barrier(WRITERS)
-    outcomes: list[Any] = [None] * WRITERS
+def race(action: Callable[[int], Any], count: int = WRITERS) -> list[Any]:
+    """Run ``action(i)`` in ``count`` threads released together; return results or exceptions."""
+    barrier = threading.Barrier(count)
+    outcomes: list[Any] = [None] * count
 
     def run(i: int) -> None:
         barrier.wait()
@@ -27,11 +27,12 @@ def race(action: Callable[[int], Any]) -> list[Any]:
         except Exception as error:  # collected and asserted on below
             outcomes[i] = error
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(WRITERS)]
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads), "a thread hung"
     return outcomes
 
 

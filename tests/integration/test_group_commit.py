@@ -27,6 +27,7 @@ from ledgerline.bootstrap import Components, build
 from ledgerline.settings import Settings, SettingsError
 from tests.conftest import settings_for
 from tests.integration.helpers import register
+from tests.integration.test_concurrency import race
 
 THREADS = 16
 POOL_SIZE = "4"  # grows to 8: the server is shared, and a group needs one connection
@@ -65,23 +66,7 @@ def probe(originator_id: UUID, version: int) -> StoredEvent:
 
 def in_threads(count: int, action: Callable[[int], Any]) -> list[Any]:
     """``action(i)`` in ``count`` threads released together: each result, or its exception."""
-    barrier = threading.Barrier(count)
-    outcomes: list[Any] = [None] * count
-
-    def run(i: int) -> None:
-        barrier.wait()
-        try:
-            outcomes[i] = action(i)
-        except Exception as error:  # asserted on by the caller
-            outcomes[i] = error
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not any(thread.is_alive() for thread in threads), "a save hung"
-    return outcomes
+    return race(action, count)
 
 
 def committed(components: Components) -> list[tuple[int, UUID, int]]:
