@@ -124,25 +124,24 @@ class CompactRange:
     def append(self, leaf: bytes) -> tuple[CompactRange, list[tuple[NodeId, bytes]]]:
         """The range one leaf hash longer, and the perfect subtrees that leaf completed (the
         leaf itself first, then each parent up to the largest new node): what storage keeps."""
-        if len(leaf) != HASH_SIZE:
-            raise ValueError(f"a leaf hash is {HASH_SIZE} bytes")
-        hashes = list(self.hashes)
-        created = [(NodeId(0, self.size), leaf)]
-        current, level, index = leaf, 0, self.size
-        while self.size >> level & 1:
-            current = node_hash(hashes.pop(), current)
-            level, index = level + 1, index >> 1
-            created.append((NodeId(level, index), current))
-        hashes.append(current)
-        return CompactRange(self.size + 1, tuple(hashes)), created
+        return self.extend((leaf,))
 
     def extend(self, leaves: Iterable[bytes]) -> tuple[CompactRange, list[tuple[NodeId, bytes]]]:
-        compact: CompactRange = self
+        """The range after these leaf hashes, and every subtree they completed, in order."""
+        size, hashes = self.size, list(self.hashes)
         created: list[tuple[NodeId, bytes]] = []
         for leaf in leaves:
-            compact, new = compact.append(leaf)
-            created.extend(new)
-        return compact, created
+            if len(leaf) != HASH_SIZE:
+                raise ValueError(f"a leaf hash is {HASH_SIZE} bytes")
+            created.append((NodeId(0, size), leaf))
+            current, level = leaf, 0
+            while size >> level & 1:  # each completed pair merges, as in binary addition
+                current = node_hash(hashes.pop(), current)
+                level += 1
+                created.append((NodeId(level, size >> level), current))
+            hashes.append(current)
+            size += 1
+        return CompactRange(size, tuple(hashes)), created
 
     def to_bytes(self) -> bytes:
         return b"".join(self.hashes)
