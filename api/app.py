@@ -16,6 +16,7 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
 from api.authorization import principal_of
+from api.bodies import StrictRequest
 from api.breaker import DatabaseBreaker
 from api.context import request_context_middleware
 from api.controllers.api_keys import ApiKeysController
@@ -77,6 +78,7 @@ def create_app(
         exception_handlers={Exception: problem_response},
         lifespan=[lifespan],
         request_max_body_size=MAX_BODY,
+        request_class=StrictRequest,  # bodies decoded strictly into their declared type
         logging_config=None,  # the process's own (JSON) logging stays in charge
         response_cache_config=ResponseCacheConfig(),
         openapi_config=OpenAPIConfig(title="Ledgerline", version=services.version),

@@ -93,7 +93,7 @@ def problem_response(request: Request[Any, Any, Any], error: Exception) -> Respo
     }
     headers = dict(getattr(error, "headers", None) or {})
     if isinstance(error, ValidationException):
-        body["errors"] = _field_errors(error)
+        body["errors"] = _field_errors(request, error)
         if _is_missing_body(body["errors"]):
             problem = Problem(400, "bad-request", "The request could not be read")
             body.update(
@@ -134,13 +134,27 @@ def _detail(error: BaseException, problem: Problem) -> str:
     return str(error)
 
 
-def _field_errors(error: ValidationException) -> list[dict[str, str]]:
+def _field_errors(request: Request[Any, Any, Any], error: ValidationException) -> list[dict[str, str]]:
     extra = error.extra if isinstance(error.extra, list) else []
     return [
-        {"field": str(item.get("key", "body")), "message": str(item.get("message", "invalid"))}
+        {
+            "field": _wire_name(request, str(item.get("key", "body"))),
+            "message": str(item.get("message", "invalid")),
+        }
         for item in extra
         if isinstance(item, dict)
     ] or [{"field": "body", "message": str(error.detail)}]
+
+
+def _wire_name(request: Request[Any, Any, Any], key: str) -> str:
+    """A parameter as the client sent it (``If-Match``, ``from``), not as the handler names it."""
+    try:
+        parameter = request.route_handler.parsed_fn_signature.parameters.get(key)
+    except (KeyError, AttributeError):  # no route matched (404, 405): nothing to rename
+        return key
+    kwarg = getattr(parameter, "kwarg_definition", None)
+    names = (getattr(kwarg, attribute, None) for attribute in ("header", "query", "name"))
+    return next((name for name in names if isinstance(name, str) and name), key)
 
 
 def _is_missing_body(field_errors: list[dict[str, str]]) -> bool:

@@ -1,9 +1,20 @@
-"""Request shapes: each constraint declared once, as an ``Annotated`` alias."""
+"""Request shapes: each constraint declared once, as an ``Annotated`` alias.
+
+Anything a request body holds must fit every store and every projection, so that an accepted
+event can always be stored and projected (PostgreSQL text refuses NUL; JSON text cannot carry
+unpaired surrogates; the read tables keep times in UTC and case-folded copies of some text).
+What ``msgspec.Meta`` can declare it declares (and the OpenAPI document shows); the rest are
+``Check`` markers in the same ``Annotated`` alias, applied by ``Body.__post_init__``.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any, Generic, TypeVar
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from typing import Annotated, Any, Generic, TypeVar, get_args, get_type_hints
 from uuid import UUID
 
 import msgspec
@@ -14,13 +25,95 @@ T = TypeVar("T")
 # Python `$` also matches before a final newline, so every pattern ends with END; lookaheads
 # use [\s\S] so they see past a newline too.
 END = r"$(?!\n)"
+STORABLE = r"^[^\x00]*" + END  # any text a store can hold: no NUL
+UNPAIRED_SURROGATE = re.compile(r"[\ud800-\udfff]")
+# Script and markup in a name: tags, script URL schemes and inline event handlers.
+NO_SCRIPT = (
+    r"(?![\s\S]*(?:[jJ][aA][vV][aA]|[vV][bB])[sS][cC][rR][iI][pP][tT] *:)"
+    r"(?![\s\S]*[dD][aA][tT][aA] *:)"
+    r"(?![\s\S]*[oO][nN][A-Za-z]+ *=)"
+)
+
+
+@dataclass(frozen=True)
+class Check:
+    """A rule ``msgspec.Meta`` cannot declare, put beside it in an ``Annotated`` alias."""
+
+    holds: Callable[[Any], bool]
+    message: str
+
+
+def storable_text(text: str) -> bool:
+    """No NUL (PostgreSQL text refuses it) and valid Unicode (no unpaired surrogate)."""
+    return "\x00" not in text and UNPAIRED_SURROGATE.search(text) is None
+
+
+def in_utc(moment: datetime) -> datetime | None:
+    """The moment in UTC, or None when UTC cannot represent it (9999-12-31T23:59-14:00)."""
+    try:
+        return moment.astimezone(UTC)
+    except (OverflowError, ValueError):
+        return None
+
+
+def folds_within(limit: int) -> Check:
+    """For text the read side also keeps case-folded ("ﬃ" folds to "ffi")."""
+    return Check(lambda text: len(text.casefold()) <= limit, f"at most {limit} characters when case-folded")
+
+
+IN_UTC = Check(lambda moment: in_utc(moment) is not None, "must lie within years 1..9999 in UTC")
+
+
+class Body(msgspec.Struct, forbid_unknown_fields=True):
+    """A request body. Every text in it must be storable, and each field's ``Check`` markers
+    must hold; a failure is a ``msgspec.ValidationError`` naming the field (a 422)."""
+
+    def __post_init__(self) -> None:
+        for name, checks in _checks_of(type(self)):
+            value = getattr(self, name)
+            if value is None or value is msgspec.UNSET:
+                continue
+            if not all(storable_text(text) for text in _texts(value)):
+                raise msgspec.ValidationError(f"must not contain NUL or unpaired surrogates - at `$.{name}`")
+            for check in checks:
+                if not check.holds(value):
+                    raise msgspec.ValidationError(f"{check.message} - at `$.{name}`")
+
+
+@cache
+def _checks_of(kind: type[Body]) -> tuple[tuple[str, tuple[Check, ...]], ...]:
+    hints = get_type_hints(kind, include_extras=True)
+    return tuple((name, tuple(_markers(hints[name]))) for name in kind.__struct_fields__)
+
+
+def _markers(annotation: Any) -> Iterator[Check]:
+    for part in (annotation, *get_args(annotation)):
+        if isinstance(part, Check):
+            yield part
+        elif part is not annotation:
+            yield from _markers(part)
+
+
+def _texts(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _texts(key)
+            yield from _texts(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _texts(item)
+
 
 Username = Annotated[str, msgspec.Meta(min_length=3, max_length=100, pattern=r"^[A-Za-z0-9_-]+" + END)]
+# A dot-atom local part (no leading, trailing or doubled dot) at a host name.
+ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
 Email = Annotated[
     str,
     msgspec.Meta(
         max_length=254,
-        pattern=r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+        pattern=rf"^{ATEXT}+(?:\.{ATEXT}+)*@[A-Za-z0-9](?:[A-Za-z0-9-]{{0,61}}[A-Za-z0-9])?"
         r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+" + END,
     ),
 ]
@@ -29,15 +122,24 @@ Password = Annotated[
     msgspec.Meta(
         min_length=8,
         max_length=128,
-        pattern=r"^(?=[\s\S]*[a-z])(?=[\s\S]*[A-Z])(?=[\s\S]*[0-9])(?=[\s\S]*[^A-Za-z0-9])",
+        pattern=r"^(?=[\s\S]*[a-z])(?=[\s\S]*[A-Z])(?=[\s\S]*[0-9])(?=[\s\S]*[^A-Za-z0-9])[^\x00]*" + END,
         description="8..128 characters with an upper-case letter, a lower-case letter, "
         "a digit and a special character",
     ),
 ]
-FullName = Annotated[str, msgspec.Meta(max_length=255, pattern=r"^[^<>]*" + END)]
+FullName = Annotated[
+    str,
+    msgspec.Meta(
+        max_length=255,
+        pattern=r"^" + NO_SCRIPT + r"[^<>\x00-\x1f\x7f]*" + END,
+        description="at most 255 characters, also when case-folded; no control characters, "
+        "markup (< >), script URLs (javascript:, vbscript:, data:) or event handlers (on...=)",
+    ),
+    folds_within(255),  # the users view keeps a case-folded copy in varchar(255)
+]
 
 
-class RegisterUser(msgspec.Struct, forbid_unknown_fields=True):
+class RegisterUser(Body):
     username: Username
     email: Email
     password: Password
@@ -51,25 +153,29 @@ class Health(msgspec.Struct):
 
 # ---- requests ---------------------------------------------------------------------------------
 
-Scope = Annotated[str, msgspec.Meta(max_length=64)]
+Scope = Annotated[str, msgspec.Meta(max_length=64, pattern=STORABLE)]
 KeyName = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[^<>\x00-\x1f]+" + END)]
-Description = Annotated[str, msgspec.Meta(max_length=500, pattern=r"^[^<>]*" + END)]
+Description = Annotated[str, msgspec.Meta(max_length=500, pattern=r"^[^<>\x00]*" + END)]
 GraceSeconds = Annotated[int, msgspec.Meta(ge=0, le=604800)]
 PerPage = Annotated[int, msgspec.Meta(ge=1, le=100)]
-AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True, description="RFC 3339 with a UTC offset")]
+AwareDatetime = Annotated[
+    datetime,
+    msgspec.Meta(tz=True, description="RFC 3339 with a UTC offset, within years 1..9999 in UTC"),
+    IN_UTC,
+]
 Page = Annotated[int, msgspec.Meta(ge=1)]
 
 
-class CreateUser(RegisterUser, forbid_unknown_fields=True):
+class CreateUser(RegisterUser):
     is_superuser: bool = False
 
 
-class Login(msgspec.Struct, forbid_unknown_fields=True):
-    username: Annotated[str, msgspec.Meta(min_length=1, max_length=254)]
-    password: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+class Login(Body):
+    username: Annotated[str, msgspec.Meta(min_length=1, max_length=254, pattern=STORABLE)]
+    password: Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=STORABLE)]
 
 
-class UpdateMe(msgspec.Struct, forbid_unknown_fields=True):
+class UpdateMe(Body):
     email: Email | msgspec.UnsetType = msgspec.UNSET
     full_name: FullName | msgspec.UnsetType | None = msgspec.UNSET
     # Privileged fields are named so that sending them is a 403, not an "unknown field" 422.
@@ -78,30 +184,30 @@ class UpdateMe(msgspec.Struct, forbid_unknown_fields=True):
     is_verified: bool | msgspec.UnsetType = msgspec.UNSET
 
 
-class Refresh(msgspec.Struct, forbid_unknown_fields=True):
-    refresh_token: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+class Refresh(Body):
+    refresh_token: Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=STORABLE)]
 
 
-class ChangePassword(msgspec.Struct, forbid_unknown_fields=True):
-    current_password: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+class ChangePassword(Body):
+    current_password: Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=STORABLE)]
     new_password: Password
 
 
-class CreateApiKey(msgspec.Struct, forbid_unknown_fields=True):
+class CreateApiKey(Body):
     name: KeyName
     permissions: dict[Scope, bool]
     description: Description | None = None
     expires_at: AwareDatetime | None = None
 
 
-class UpdateApiKey(msgspec.Struct, forbid_unknown_fields=True):
+class UpdateApiKey(Body):
     name: KeyName | msgspec.UnsetType = msgspec.UNSET
     description: Description | msgspec.UnsetType | None = msgspec.UNSET
     permissions: dict[Scope, bool] | msgspec.UnsetType = msgspec.UNSET
     expires_at: AwareDatetime | msgspec.UnsetType | None = msgspec.UNSET
 
 
-class RotateApiKey(msgspec.Struct, forbid_unknown_fields=True):
+class RotateApiKey(Body):
     grace_seconds: GraceSeconds = 0
 
 

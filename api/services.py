@@ -7,7 +7,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -16,7 +16,7 @@ from litestar.exceptions import ServiceUnavailableException, ValidationException
 from sqlalchemy.engine import Engine
 
 from api.rate_limit import LoginRateLimiter
-from api.schemas import Pagination
+from api.schemas import Pagination, in_utc, storable_text
 from api.security import CredentialCache
 from api.tokens import AccessTokens
 from eventstore.audit_chain.signing import Signer
@@ -90,12 +90,11 @@ def aware(name: str, moment: datetime | None) -> datetime | None:
         raise ValidationException(
             f"{name} needs a UTC offset", extra=[{"key": name, "message": "add Z or +hh:mm"}]
         )
-    try:
-        return moment.astimezone(UTC)
-    except OverflowError as error:
+    if (utc := in_utc(moment)) is None:
         raise ValidationException(
             f"{name} is out of range", extra=[{"key": name, "message": "out of range in UTC"}]
-        ) from error
+        )
+    return utc
 
 
 def encode_cursor(sort_key: Any, row_id: UUID) -> str:
@@ -104,15 +103,26 @@ def encode_cursor(sort_key: Any, row_id: UUID) -> str:
 
 
 def decode_cursor(cursor: str, *, is_time: bool) -> tuple[Any, UUID]:
+    """A cursor of ``encode_cursor``: what it holds goes into a query, so it must be a value
+    the sort column can hold (an aware time UTC can represent, or storable text)."""
     try:
         value, row_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        if not isinstance(value, str) or not isinstance(row_id, str):
+        if not isinstance(value, str) or not isinstance(row_id, str) or not storable_text(value):
             raise ValueError("a cursor holds two strings")
-        return (datetime.fromisoformat(value) if is_time else value), UUID(row_id)
-    except (ValueError, TypeError, AttributeError) as error:
+        sort_key = _cursor_time(value) if is_time else value
+        return sort_key, UUID(row_id)
+    except (ValueError, TypeError, AttributeError, RecursionError) as error:
         raise ValidationException(
             "invalid cursor", extra=[{"key": "cursor", "message": "invalid cursor"}]
         ) from error
+
+
+def _cursor_time(value: str) -> datetime:
+    moment = datetime.fromisoformat(value)
+    utc = None if moment.tzinfo is None else in_utc(moment)
+    if utc is None:
+        raise ValueError("a cursor's time is aware and within range in UTC")
+    return utc
 
 
 def encode_position_cursor(position: int) -> str:
@@ -127,7 +137,7 @@ def decode_position_cursor(cursor: str) -> int:
         if type(position) is not int or not 0 <= position <= MAX_POSITION:
             raise ValueError("a position cursor holds one position")
         return position
-    except (ValueError, TypeError, AttributeError) as error:
+    except (ValueError, TypeError, AttributeError, RecursionError) as error:
         raise ValidationException(
             "invalid cursor", extra=[{"key": "cursor", "message": "invalid cursor"}]
         ) from error

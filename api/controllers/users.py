@@ -14,7 +14,7 @@ from api.authorization import authorize, visible_user
 from api.controllers.responses import IfMatch, MinPosition, PageNumber, PerPage, if_match, written
 from api.history import history
 from api.presenters import user_from_aggregate, user_from_row
-from api.schemas import AwareDatetime, ChangePassword, CreateUser, Many, One, UpdateMe, UserOut
+from api.schemas import STORABLE, AwareDatetime, ChangePassword, CreateUser, Many, One, UpdateMe, UserOut
 from api.security import Principal
 from api.services import Services, aware, decode_cursor, page_info
 from domain.errors import UserNotFoundError, VersionMismatchError
@@ -44,7 +44,7 @@ class UsersController(Controller):
     def list_users(
         self,
         services: Services,
-        search: Annotated[str | None, Parameter(max_length=100)] = None,
+        search: Annotated[str | None, Parameter(max_length=100, pattern=STORABLE)] = None,
         is_active: bool | None = None,
         is_verified: bool | None = None,
         is_superuser: bool | None = None,

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
 import pytest
 
-from api.schemas import RegisterUser
+from api.schemas import CreateApiKey, RegisterUser
 
 VALID: dict[str, Any] = {
     "username": "alice_01",
@@ -186,3 +187,70 @@ def test_json_decoding_applies_the_same_rules() -> None:
     assert decoder.decode(msgspec.json.encode(VALID)).username == "alice_01"
     with pytest.raises(msgspec.ValidationError):
         decoder.decode(msgspec.json.encode({**VALID, "full_name": "<script>"}))
+
+
+# ---- what every store and projection can hold ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "email", ["user..double@example.com", ".user@example.com", "user.@example.com", "a\x00@example.com"]
+)
+def test_an_email_whose_local_part_is_not_a_dot_atom_is_refused(email: str) -> None:
+    refused("email", email=email)
+
+
+@pytest.mark.parametrize(
+    "full_name",
+    [
+        "javascript:alert(1)",
+        "JaVaScRiPt :alert(1)",
+        "vbscript:msgbox(1)",
+        "data:text/html,x",
+        "x onerror=alert(1)",
+        "x ONLOAD =y",
+        "a\x00b",
+        "line\nbreak",
+        "\x7f",
+    ],
+)
+def test_a_full_name_with_script_or_control_characters_is_refused(full_name: str) -> None:
+    refused("full_name", full_name=full_name)
+
+
+@pytest.mark.parametrize("full_name", ["Simone Online", "Ron = Ronald", "Data Scientist", "ß" * 127])
+def test_names_that_only_look_alike_are_accepted(full_name: str) -> None:
+    assert convert(full_name=full_name).full_name == full_name
+
+
+def test_a_full_name_that_outgrows_255_characters_when_case_folded_is_refused() -> None:
+    assert len("\ufb03".casefold()) == 3
+    message = refused("full_name", full_name="\ufb03" * 86)  # 258 folded
+    assert "case-folded" in message
+    assert convert(full_name="\ufb03" * 85).full_name  # 255 folded
+
+
+@pytest.mark.parametrize("field", ["username", "email", "password", "full_name"])
+def test_an_unpaired_surrogate_is_refused_in_any_text(field: str) -> None:
+    refused(field, **{field: {**VALID, "full_name": "Alice"}[field] + "\ud800"})
+
+
+@pytest.mark.parametrize(
+    "moment", ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+05:00", "2030-01-01T00:00:00"]
+)
+def test_an_expiry_that_utc_cannot_hold_is_refused(moment: str) -> None:
+    with pytest.raises(msgspec.ValidationError, match=r"expires_at"):
+        msgspec.json.decode(
+            msgspec.json.encode({"name": "k", "permissions": {}, "expires_at": moment}), type=CreateApiKey
+        )
+
+
+def test_text_in_permission_keys_is_checked_too() -> None:
+    with pytest.raises(msgspec.ValidationError, match=r"permissions"):
+        msgspec.convert({"name": "k", "permissions": {"users:read\ud800": True}}, CreateApiKey)
+
+
+def test_the_openapi_patterns_exclude_nul() -> None:
+    schema = msgspec.json.schema(RegisterUser)["$defs"]["RegisterUser"]["properties"]
+    for field in ("username", "email", "password", "full_name"):
+        pattern = next(part for part in schema[field].get("anyOf", [schema[field]]) if "pattern" in part)
+        assert re.search(pattern["pattern"], "Aa1!aaaa\x00") is None
