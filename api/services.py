@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -69,15 +70,20 @@ class Services:
 
     def read_side_at(self, min_position: int | None) -> None:
         """Wait until the read tables hold ``min_position`` (default: everything written so
-        far, so a client always reads its own writes); 503 with Retry-After if they lag."""
+        far, so a client always reads its own writes); 503 with Retry-After if they lag. A
+        position beyond the last event is waited for too (it may be written by a process this
+        one does not see yet, e.g. on a lagging replica), within the same ``read_timeout``."""
+        deadline = time.monotonic() + self.read_timeout
         head = self.identity.head_position()
-        if min_position is not None and min_position > head:
-            raise ValidationException(
-                "min_position is beyond the last event written",
-                extra=[{"key": "min_position", "message": f"must be at most {head}"}],
-            )
+        while min_position is not None and min_position > head:
+            if time.monotonic() >= deadline:
+                raise ServiceUnavailableException(
+                    "min_position is not written yet", headers={"Retry-After": "1"}
+                )
+            time.sleep(0.01)
+            head = self.identity.head_position()
         target = head if min_position is None else min_position
-        if not wait_for_position(self.engine, target, timeout=self.read_timeout):
+        if not wait_for_position(self.engine, target, timeout=max(0.0, deadline - time.monotonic())):
             raise ServiceUnavailableException("the read side is catching up", headers={"Retry-After": "1"})
 
 
