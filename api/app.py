@@ -25,8 +25,9 @@ from api.controllers.audit_logs import AuditLogsController
 from api.controllers.auth import AuthController
 from api.controllers.health import health, live, ready
 from api.controllers.users import UsersController
+from api.follower import StreamFollower
 from api.problems import problem_response
-from api.security import Authenticator, CredentialWatcher, Principal
+from api.security import Authenticator, Principal
 from api.services import Services
 from api.usage import UsageRecorder
 
@@ -37,17 +38,17 @@ def create_app(
     services: Services, *, trusted_proxies: Sequence[str] = (), watch_credentials: bool = True
 ) -> Litestar:
     cache = services.credential_cache
-    authenticator = Authenticator(services.identity, services.tokens, cache)
-    networks = [ipaddress.ip_network(proxy, strict=False) for proxy in trusted_proxies]
     stop = threading.Event()
+    follower = StreamFollower(services.identity, cache, stop)
+    authenticator = Authenticator(services.identity, services.tokens, cache, follower)
+    networks = [ipaddress.ip_network(proxy, strict=False) for proxy in trusted_proxies]
     usage = UsageRecorder(services.identity, stop, interval=services.usage_flush_seconds)
     breaker = DatabaseBreaker(probe=services.database_answers, recover=services.drop_dead_connections)
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
-        watcher = CredentialWatcher(services.identity, cache, stop)
-        if watch_credentials:
-            watcher.start()
+        if watch_credentials:  # requests catch the follower up anyway; this keeps idle caches fresh
+            follower.start()
         usage.start()
         try:
             yield

@@ -1,4 +1,4 @@
-"""Login attempts per client address and per username, in a sliding one-minute window.
+"""Login attempts per client address and per account, in a sliding one-minute window.
 
 Counted per process: with N API processes a client gets at most N times the limit (the
 lockout in the event store still bounds password guesses per account across all of them).
@@ -13,7 +13,19 @@ from collections import deque
 
 from litestar.exceptions import TooManyRequestsException
 
+from domain.users import normalise_email
+from eventstore.identity import Identity
+
 WINDOW = 60.0
+
+
+def login_subject(identity: Identity, login: str) -> str:
+    """What a login attempt counts against: the account it names, however it is spelled
+    (username or e-mail, any case, surrounding space), so spellings share one budget."""
+    user_id = identity.find_user_id(login)
+    if user_id is not None:
+        return f"user:{user_id}"
+    return f"login:{normalise_email(login) if '@' in login else login.strip().casefold()}"
 
 
 class LoginRateLimiter:

@@ -1,31 +1,33 @@
 """Who is calling: API keys (``X-API-Key`` or ``Authorization: Bearer llk_...``) and access
 tokens (``Authorization: Bearer <jwt>``), resolved to a ``Principal``.
 
-Verified keys are cached per process by digest, so the hot path does no database work; the
-cache is invalidated from the event stream (``CredentialWatcher``) within a fraction of a second
-of a revocation, rotation, permission change, or a change to the owner.
+Verified credentials are cached per process. The cache is current as of a known position: each
+request first brings this process's ``StreamFollower`` up to the head of the event stream (one
+``max(id)`` query; the follower drops what the new events end), so a revocation, rotation,
+permission change, logout, password change or change to the owner made in any process is seen
+by every request that starts after it was answered. Each entry is stamped with the position it
+was read at, and the cache refuses an entry older than the last invalidation of its credential
+or owner, so a verification in flight while its key is revoked cannot fill the cache again.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 from api.tokens import AccessTokens
 from domain.errors import AuthenticationError
 from domain.scopes import ADMIN_ONLY, grants
-from domain.sessions import Session
-from domain.users import User
 from eventstore.api_key_tokens import PRODUCT_PREFIX, digest_of, is_well_formed
 from eventstore.identity import Identity
-from projections.api_keys.projection import ApiKeysProjection
 
-logger = logging.getLogger("ledgerline.api")
+if TYPE_CHECKING:
+    from api.follower import StreamFollower
 
 
 @dataclass(frozen=True)
@@ -51,14 +53,18 @@ class _Cached:
     principal: Principal
     expires_at: datetime | None
     grace_until: datetime | None
+    read_at: int  # the stream position before the credential was read
 
 
 class CredentialCache:
-    """Verified credentials by digest (keys) or user id (tokens); dropped when their key or
-    owner changes. Entries also expire after ``ttl`` seconds as a backstop."""
+    """Verified credentials by digest (keys) or session; dropped by ``invalidate`` when events
+    change their key, session or owner. Entries also expire after ``ttl`` seconds (a backstop)."""
 
-    def __init__(self, ttl: float = 30.0) -> None:
+    def __init__(self, ttl: float = 30.0, remember: int = 100_000) -> None:
         self._entries: dict[str, tuple[float, _Cached]] = {}
+        self._invalidated_at: dict[UUID, int] = {}  # id -> position of its last invalidating event
+        self._floor = 0  # positions forgotten from _invalidated_at: entries read before are refused
+        self._remember = remember
         self._lock = threading.Lock()
         self.ttl = ttl
 
@@ -75,37 +81,59 @@ class CredentialCache:
         return cached.principal
 
     def put(self, key: str, cached: _Cached) -> None:
+        """Keep ``cached`` unless an event newer than its read changed its credential or owner."""
+        ids = (cached.principal.credential_id, cached.principal.user_id)
         with self._lock:
+            newest = max((self._invalidated_at.get(i, 0) for i in ids), default=0)
+            if cached.read_at < max(newest, self._floor):
+                return
             self._entries[key] = (time.monotonic() + self.ttl, cached)
 
-    def invalidate(self, ids: set[UUID]) -> None:
+    def invalidate(self, changed: Mapping[UUID, int]) -> None:
+        """``changed``: each id with the position of the event that changed it."""
         with self._lock:
+            for changed_id, position in changed.items():
+                self._invalidated_at[changed_id] = max(position, self._invalidated_at.get(changed_id, 0))
             stale = [
                 key
                 for key, (_, cached) in self._entries.items()
-                if cached.principal.credential_id in ids or cached.principal.user_id in ids
+                if any(
+                    cached.read_at < changed.get(i, -1)
+                    for i in (cached.principal.credential_id, cached.principal.user_id)
+                )
             ]
             for key in stale:
                 del self._entries[key]
+            if len(self._invalidated_at) > self._remember:  # forget the oldest half
+                by_position = sorted(self._invalidated_at.items(), key=lambda item: item[1])
+                self._floor = by_position[len(by_position) // 2][1]
+                self._invalidated_at = dict(by_position[len(by_position) // 2 :])
 
 
 class Authenticator:
-    def __init__(self, identity: Identity, tokens: AccessTokens, cache: CredentialCache) -> None:
+    def __init__(
+        self, identity: Identity, tokens: AccessTokens, cache: CredentialCache, follower: StreamFollower
+    ) -> None:
         self.identity = identity
         self.tokens = tokens
         self.cache = cache
+        self.follower = follower
 
     def authenticate(self, api_key: str | None, bearer: str | None) -> Principal:
-        """Blocking (may read the event store): run it in a worker thread."""
+        """Blocking (reads the event store): run it in a worker thread."""
         now = datetime.now(UTC)
         presented = api_key or bearer
         if not presented:
             raise AuthenticationError("missing")
+        # Every event before this position is applied to this process's caches before the cache
+        # is asked, and what is read from the store now is at least as new as this position.
+        read_at = self.identity.head_position()
+        self.follower.catch_up(read_at)
         if api_key or presented.startswith(PRODUCT_PREFIX):
-            return self._by_api_key(presented, now)
-        return self._by_access_token(presented, now)
+            return self._by_api_key(presented, now, read_at)
+        return self._by_access_token(presented, now, read_at)
 
-    def _by_api_key(self, key: str, now: datetime) -> Principal:
+    def _by_api_key(self, key: str, now: datetime, read_at: int) -> Principal:
         if not is_well_formed(key):
             raise AuthenticationError("malformed_key")  # no lookup, no cache entry
         digest = digest_of(key)
@@ -122,65 +150,20 @@ class Authenticator:
             permissions=verified.permissions,
         )
         in_grace = api_key.digest != digest  # the previous secret, during a rotation's grace
-        self.cache.put(
-            digest, _Cached(principal, api_key.expires_at, api_key.grace_until if in_grace else None)
-        )
+        grace_until = api_key.grace_until if in_grace else None
+        self.cache.put(digest, _Cached(principal, api_key.expires_at, grace_until, read_at))
         return principal
 
-    def _by_access_token(self, token: str, now: datetime) -> Principal:
-        """A signed, unexpired token whose session is not logged out and whose user is active."""
+    def _by_access_token(self, token: str, now: datetime, read_at: int) -> Principal:
+        """A signed, unexpired token of a session that is still live (not logged out, its user
+        active and nothing such as a password change ended it since it started)."""
         claims = self.tokens.verify(token)
         cache_key = f"session:{claims.session_id}"
         principal = self.cache.get(cache_key, now)
         if principal is None:
-            user = self.identity.get_user(claims.user_id)
-            live = self.identity.session_is_live(claims.session_id)
-            if (
-                user.is_deleted
-                or not user.is_active
-                or not live
-                or not user.accepts_credentials_from(claims.issued_at)
-            ):
+            user = self.identity.user_of_live_session(claims.session_id)
+            if user.id != claims.user_id:
                 raise AuthenticationError("session_ended")
             principal = Principal(user.id, user.is_superuser, "access_token", claims.session_id, None)
-            self.cache.put(cache_key, _Cached(principal, None, None))
+            self.cache.put(cache_key, _Cached(principal, None, None, read_at))
         return principal
-
-
-WATCHED_TOPICS = [
-    *(topic for topic in ApiKeysProjection.topics if not topic.endswith(".UsageRecorded")),
-    Session.Revoked.TOPIC,
-    *(User.__dict__[name].TOPIC for name in ("Deactivated", "Activated", "Deleted", "Restored", "Erased",
-                                             "SuperuserGranted", "SuperuserRevoked", "PasswordChanged",
-                                             "PasswordReset")),
-]  # fmt: skip
-
-
-class CredentialWatcher(threading.Thread):
-    """Follows the event stream and drops cached credentials whose key or owner changed: a
-    revocation in any process takes effect in every process within ``interval`` seconds."""
-
-    def __init__(
-        self, identity: Identity, cache: CredentialCache, stop: threading.Event, interval: float = 0.2
-    ):
-        super().__init__(name="credential-watcher", daemon=True)
-        self.identity, self.cache, self.stop, self.interval = identity, cache, stop, interval
-        self.position = identity.head_position()
-
-    def run(self) -> None:
-        while not self.stop.wait(self.interval):
-            try:
-                self.poll()
-            except Exception:  # the database may be away: keep watching
-                logger.warning("credential watcher could not read the event stream", exc_info=True)
-
-    def poll(self) -> None:
-        head = self.identity.head_position()
-        if head <= self.position:
-            return
-        changed = self.identity.recorder.select_notifications(
-            self.position, 10_000, stop=head, topics=WATCHED_TOPICS, inclusive_of_start=False
-        )
-        if changed:
-            self.cache.invalidate({UUID(str(n.originator_id)) for n in changed})
-        self.position = head

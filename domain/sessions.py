@@ -28,6 +28,8 @@ class Session(LedgerAggregate):
         user_id: UUID
         refresh_digest: str
         expires_at: datetime
+        # The user's version the login was decided on (None: stored before it was recorded).
+        user_version: int | None = None
 
     Created = Started
 
@@ -50,6 +52,7 @@ class Session(LedgerAggregate):
             session.revocation_reason = self.reason
 
     user_id: UUID | None = None
+    user_version: int | None = None
     refresh_digest: str = ""
     expires_at: datetime | None = None
     spent_digests: list[str] = field(default_factory=list)
@@ -61,12 +64,21 @@ class Session(LedgerAggregate):
         return self.user_id or self.id
 
     @classmethod
-    def start(cls, *, session_id: UUID, user_id: UUID, refresh_digest: str, expires_at: datetime) -> Session:
+    def start(
+        cls,
+        *,
+        session_id: UUID,
+        user_id: UUID,
+        user_version: int,
+        refresh_digest: str,
+        expires_at: datetime,
+    ) -> Session:
         session: Session = cls._create_with_audit(
             cls.Started,
             id=session_id,
             audit_subject=user_id,
             user_id=user_id,
+            user_version=user_version,
             refresh_digest=refresh_digest,
             expires_at=expires_at,
         )

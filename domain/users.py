@@ -66,7 +66,7 @@ class User(LedgerAggregate):
 
         def apply(self, user: User) -> None:
             user.credential = self.password_hash
-            user.credentials_changed_at = self.timestamp  # sessions and tokens from before end
+            user._end_sessions(self)
 
     class PasswordReset(Event):
         """An administrator set a new password (no current password)."""
@@ -76,7 +76,7 @@ class User(LedgerAggregate):
 
         def apply(self, user: User) -> None:
             user.credential = self.password_hash
-            user.credentials_changed_at = self.timestamp
+            user._end_sessions(self)
 
     class PasswordRehashed(Event):
         """Same password, hashed again with the current parameters at a successful login."""
@@ -165,6 +165,7 @@ class User(LedgerAggregate):
 
         def apply(self, user: User) -> None:
             user.deleted_at = self.timestamp
+            user._end_sessions(self)  # a restore brings the user back, not their sessions
 
     class Restored(Event):
         TOPIC = "ledgerline.User.Restored"
@@ -181,6 +182,7 @@ class User(LedgerAggregate):
             user.erased_at = self.timestamp
             user.deleted_at = user.deleted_at or self.timestamp
             user.is_active = False
+            user._end_sessions(self)
 
     REDACTED = frozenset({"credential", "verification_digest"})
 
@@ -199,7 +201,11 @@ class User(LedgerAggregate):
     last_login_ip: PersonalData | None = None
     deleted_at: datetime | None = None
     erased_at: datetime | None = None
+    # The last event that ended every session started before it (password change or reset,
+    # deletion, erasure): its version orders sessions exactly; its time is for sessions stored
+    # before sessions recorded the user's version (and for snapshots from before the version).
     credentials_changed_at: datetime | None = None
+    credentials_version: int | None = None
 
     # ---- creation -------------------------------------------------------------------------
 
@@ -352,11 +358,21 @@ class User(LedgerAggregate):
 
     # ---- authentication -------------------------------------------------------------------
 
-    def accepts_credentials_from(self, issued_at: datetime) -> bool:
-        """Whether a session or token issued at ``issued_at`` survives the last password change."""
-        return self.credentials_changed_at is None or issued_at >= self.credentials_changed_at.replace(
-            microsecond=0
-        )
+    def _end_sessions(self, event: LedgerAggregate.Event) -> None:
+        self.credentials_changed_at = event.timestamp
+        self.credentials_version = event.originator_version
+
+    def accepts_session(self, *, started_at_version: int | None, started_on: datetime) -> bool:
+        """Whether a login session (and so each access token of it) survives the last event that
+        ended sessions. Ordered by the user's versions: a session records the version its login
+        was decided on, so a change in the same instant is still before or after it. Sessions
+        or user states stored without versions are ordered by full-precision event times."""
+        if self.credentials_version is None and self.credentials_changed_at is None:
+            return True
+        if self.credentials_version is not None and started_at_version is not None:
+            return started_at_version >= self.credentials_version
+        assert self.credentials_changed_at is not None
+        return started_on > self.credentials_changed_at
 
     def login_refusal(self, now: datetime) -> AuthenticationError | None:
         """Why this account may not log in now, whatever the password."""

@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import datetime
 
+from eventsourcing.domain import Aggregate
+
 from domain.errors import AuthenticationError
+from domain.users import User
 from eventstore.api_key_tokens import digest_of, is_well_formed
 from eventstore.commands import CommandResult, VerifiedKey, utcnow, with_retries
 from eventstore.identity_base import IdentityBase
 
 
 class Authentication(IdentityBase):
-    def authenticate(self, login: str, password: str, *, now: datetime | None = None) -> CommandResult:
+    def authenticate(
+        self,
+        login: str,
+        password: str,
+        *,
+        now: datetime | None = None,
+        also: Callable[[User], list[Aggregate]] = lambda _: [],
+    ) -> CommandResult:
         """Check a password login. Raises ``AuthenticationError`` (one message for every cause).
+        ``also`` returns what a successful login saves with the user, in the same append.
 
         Bad passwords are recorded (bounded by the lockout: at most ``max_failures`` per lock
         period); refusals of locked, inactive or deleted accounts are not, so nobody can grow a
@@ -22,12 +34,14 @@ class Authentication(IdentityBase):
         """
         started = time.monotonic()
         try:
-            return self._authenticate(login, password, now or utcnow())
+            return self._authenticate(login, password, now or utcnow(), also)
         except AuthenticationError:
             time.sleep(max(0.0, self.login_failure_floor - (time.monotonic() - started)))
             raise
 
-    def _authenticate(self, login: str, password: str, now: datetime) -> CommandResult:
+    def _authenticate(
+        self, login: str, password: str, now: datetime, also: Callable[[User], list[Aggregate]]
+    ) -> CommandResult:
         user_id = self.find_user_id(login)
         if user_id is None:
             self.passwords.verify_nothing(password)
@@ -48,7 +62,7 @@ class Authentication(IdentityBase):
             user.record_login(now)
             if self.passwords.needs_rehash(user.password_hash):
                 user.rehash_password(self.passwords.hash(password))
-            return self._save(user)
+            return self._save(user, *also(user))
 
         # A concurrent attempt changed the user: decide again on its new state.
         return with_retries(attempt)

@@ -67,7 +67,9 @@ def derive_key(secret: bytes, purpose: str) -> bytes:
 class DataKeyStore:
     """Data keys per subject, cached per process for ``cache_seconds``.
 
-    Another process's erasure is seen once its cache entry expires (``cache_seconds``).
+    An erasure is final in the cache: a process that follows the event stream calls ``forget``
+    on each ``User.Erased`` it reads, so another process's erasure is seen from its event on;
+    a process that does not follow the stream sees it once the entry expires (``cache_seconds``).
     """
 
     def __init__(self, engine: Engine, secret: bytes, *, cache_seconds: float = 5.0) -> None:
@@ -112,8 +114,14 @@ class DataKeyStore:
                 )
         if self._engine.dialect.name == "sqlite":
             self._truncate_wal()
+        self.forget(subject_id)
+
+    def forget(self, subject_id: UUID) -> None:
+        """The subject was erased (by this or another process): nothing of theirs decrypts here
+        from now on, even before the stored key is destroyed."""
         with self._lock:
             self._cache[subject_id] = (time.monotonic() + self._cache_seconds, _ERASED_KEY)
+            self._cache.move_to_end(subject_id)
 
     def check_secret(self) -> None:
         """Refuse to start with another secret than the one the stored keys were wrapped under
@@ -126,7 +134,12 @@ class DataKeyStore:
             self._load(row.subject_id)
 
     def is_erased(self, subject_id: UUID) -> bool:
-        return self._cached_or_loaded(subject_id) is _ERASED_KEY
+        """Whether the stored key is destroyed (the store's word: ``forget`` may be ahead of it)."""
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                sa.select(data_keys.c.wrapped_key).where(data_keys.c.subject_id == subject_id)
+            ).first()
+        return row is not None and row.wrapped_key is None
 
     def _truncate_wal(self) -> None:
         """Copy the WAL into the database (where secure_delete zeroed the key) and empty it.

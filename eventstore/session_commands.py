@@ -1,4 +1,4 @@
-"""Use cases on login sessions: start (at login), refresh with rotation, end (logout)."""
+"""Use cases on login sessions: start (at login), refresh with rotation, end (logout), check."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from eventsourcing.domain import Aggregate
 
 from domain.errors import AuthenticationError, SessionNotFoundError
 from domain.sessions import Session
+from domain.users import User
 from eventstore.api_key_tokens import digest_of
+from eventstore.authentication import Authentication
 from eventstore.commands import CommandResult, utcnow, with_retries
-from eventstore.identity_base import IdentityBase
 
 REFRESH_PREFIX = "llr_"
 _REFRESH = re.compile(rf"^{REFRESH_PREFIX}([0-9a-f]{{32}})_([A-Za-z0-9_-]{{43}})$")
@@ -33,20 +34,41 @@ def _new_secret() -> str:
     return secrets.token_urlsafe(32)  # 43 characters, 256 bits
 
 
-class SessionCommands(IdentityBase):
-    def start_session(self, user_id: UUID) -> SessionTokens:
+def _survives(session: Session, user: User) -> bool:
+    """A session lives while its user is live and nothing has ended it since it started."""
+    return (
+        not session.is_revoked
+        and not user.is_deleted
+        and user.is_active
+        and user.accepts_session(started_at_version=session.user_version, started_on=session.created_on)
+    )
+
+
+class SessionCommands(Authentication):
+    def log_in(self, login: str, password: str) -> SessionTokens:
+        """A password login that starts a session: the login and the session are one append, and
+        the session records the user's version it was decided on (what orders it against a
+        password change, a deletion or an erasure)."""
         session_id, secret = uuid4(), _new_secret()
-        session = Session.start(
-            session_id=session_id,
-            user_id=user_id,
-            refresh_digest=digest_of(secret),
-            expires_at=utcnow() + REFRESH_LIFETIME,
-        )
+
+        def start(user: User) -> list[Aggregate]:
+            return [
+                Session.start(
+                    session_id=session_id,
+                    user_id=user.id,
+                    user_version=user.version,
+                    refresh_digest=digest_of(secret),
+                    expires_at=utcnow() + REFRESH_LIFETIME,
+                )
+            ]
+
+        result = self.authenticate(login, password, also=start)
         token = f"{REFRESH_PREFIX}{session_id.hex}_{secret}"
-        return SessionTokens(self._save(session), user_id, session_id, token)
+        return SessionTokens(result, result.id, session_id, token)
 
     def refresh_session(self, refresh_token: str) -> SessionTokens:
-        """Rotate the refresh token. A spent token revokes its session and fails, like any bad one."""
+        """Rotate the refresh token of a live session. A spent token revokes its session and
+        fails, like any bad one; a session that something ended fails without writing."""
         match = _REFRESH.match(refresh_token)
         if match is None:
             raise AuthenticationError("malformed_refresh_token")
@@ -55,16 +77,13 @@ class SessionCommands(IdentityBase):
 
         def attempt() -> SessionTokens:
             session = self._session(session_id)
+            assert session.user_id is not None
+            if not session.is_revoked and not _survives(session, self.get_user(session.user_id)):
+                raise AuthenticationError("session_ended")
             session.refresh(presented, digest_of(secret), utcnow() + REFRESH_LIFETIME, utcnow())
             result = self._save(session)
             if session.is_revoked:
                 raise AuthenticationError("refresh_token_reused")
-            assert session.user_id is not None
-            user = self.get_user(session.user_id)
-            if user.is_deleted or not user.is_active:
-                raise AuthenticationError("user_inactive")
-            if not user.accepts_credentials_from(session.created_on):
-                raise AuthenticationError("password_changed")
             return SessionTokens(
                 result, session.user_id, session_id, f"{REFRESH_PREFIX}{session_id.hex}_{secret}"
             )
@@ -78,14 +97,15 @@ class SessionCommands(IdentityBase):
 
         return self._change(Session, session_id, SessionNotFoundError, change, None)
 
-    def session_is_live(self, session_id: UUID) -> bool:
-        try:
-            session = self._session(session_id)
-        except AuthenticationError:
-            return False
-        if session.is_revoked or session.user_id is None:
-            return False
-        return self.get_user(session.user_id).accepts_credentials_from(session.created_on)
+    def user_of_live_session(self, session_id: UUID) -> User:
+        """The user of a session that is still live (what an access token of it needs)."""
+        session = self._session(session_id)
+        if session.user_id is None:
+            raise AuthenticationError("unknown_session")
+        user = self.get_user(session.user_id)
+        if not _survives(session, user):
+            raise AuthenticationError("session_ended")
+        return user
 
     def _session(self, session_id: UUID) -> Session:
         try:

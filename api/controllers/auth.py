@@ -10,6 +10,7 @@ from litestar.exceptions import PermissionDeniedException
 from api.authorization import authorize
 from api.controllers.responses import written
 from api.presenters import user_from_aggregate
+from api.rate_limit import login_subject
 from api.schemas import Login, One, Refresh, RegisterUser, TokenPair
 from api.security import Principal
 from api.services import Services
@@ -35,9 +36,8 @@ class AuthController(Controller):
     @post("/login", sync_to_thread=True, status_code=200)
     def login(self, data: Login, services: Services) -> Response[Any]:
         client = current_audit_context().ip_address or "unknown"
-        services.login_limiter.check(f"ip:{client}", f"login:{data.username.casefold()}")
-        user = services.identity.authenticate(data.username, data.password)
-        return _tokens(services, services.identity.start_session(user.id))
+        services.login_limiter.check(f"ip:{client}", login_subject(services.identity, data.username))
+        return _tokens(services, services.identity.log_in(data.username, data.password))
 
     @post("/refresh", sync_to_thread=True, status_code=200)
     def refresh(self, data: Refresh, services: Services) -> Response[Any]:
@@ -49,7 +49,6 @@ class AuthController(Controller):
         position = services.identity.head_position()
         if principal.credential_type == "access_token":
             position = services.identity.end_session(principal.credential_id).position
-            services.credential_cache.invalidate({principal.credential_id})  # this process: at once
         return Response(
             None, status_code=204, headers={"X-Event-Position": str(position)}, media_type="text/plain"
         )

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from domain.errors import AuthenticationError
+from domain.sessions import Session
 from domain.users import User
 from eventstore.passwords import Argon2Parameters, Passwords
 from ledgerline.bootstrap import Components, build
@@ -91,3 +92,23 @@ def test_changed_password_replaces_the_old_one(components: Components) -> None:
     with pytest.raises(AuthenticationError):
         identity.authenticate("alice", STRONG_PASSWORD)
     assert identity.authenticate("alice", "New-Password-2").id == alice.id
+
+
+def test_a_login_and_its_session_are_one_append_that_records_the_users_version(
+    components: Components,
+) -> None:
+    identity = components.identity
+    alice = register(identity, "alice")
+    head = identity.head_position()
+    tokens = identity.log_in("alice", STRONG_PASSWORD)
+    written = identity.recorder.select_notifications(head, 10, inclusive_of_start=False)
+    assert [n.topic for n in written] == [User.LoggedIn.TOPIC, Session.Started.TOPIC]
+    session = identity.repository.get(tokens.session_id)
+    assert isinstance(session, Session) and session.user_version == identity.get_user(alice.id).version
+    assert identity.user_of_live_session(tokens.session_id).id == alice.id
+    identity.change_password(alice.id, current_password=STRONG_PASSWORD, new_password="Another-Pass-7")
+    with pytest.raises(AuthenticationError):
+        identity.user_of_live_session(tokens.session_id)
+    with pytest.raises(AuthenticationError):
+        identity.refresh_session(tokens.refresh_token)
+    assert identity.head_position() == written[-1].id + 1  # the refused refresh wrote nothing

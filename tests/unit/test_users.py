@@ -758,3 +758,42 @@ def test_the_library_projector_rebuilds_the_same_state(now: datetime) -> None:
 
     assert isinstance(rebuilt, User)
     assert rebuilt == user
+
+
+# ---- sessions against the events that end them --------------------------------------------
+
+
+@pytest.mark.parametrize("ending", ["change_password", "reset_password", "delete", "erase"])
+def test_sessions_are_ordered_against_what_ends_them_by_version_not_by_clock(ending: str) -> None:
+    user = fresh_user()
+    before = user.version  # a login decided on this version
+    getattr(user, ending)(*(["hash-2"] if "password" in ending else []))
+    if ending == "delete":
+        user.restore()  # a restore brings the user back, not their sessions
+    ended = user.credentials_changed_at
+    assert ended is not None
+    # Same instant (the clock says nothing): the versions decide.
+    assert user.accepts_session(started_at_version=before, started_on=ended) is False
+    assert user.accepts_session(started_at_version=user.version, started_on=ended) is True
+
+
+def test_sessions_stored_without_a_version_are_ordered_by_full_precision_times() -> None:
+    user = fresh_user()
+    assert user.accepts_session(started_at_version=None, started_on=datetime(2000, 1, 1, tzinfo=UTC))
+    user.change_password("hash-2")
+    changed = user.credentials_changed_at
+    assert changed is not None
+    same_second = changed.replace(microsecond=0)  # what a one-second clock would have called equal
+    assert user.accepts_session(started_at_version=None, started_on=same_second) is (same_second > changed)
+    assert user.accepts_session(started_at_version=None, started_on=changed) is False
+    assert user.accepts_session(started_at_version=None, started_on=changed + timedelta(microseconds=1))
+
+
+def test_a_user_state_from_before_versions_falls_back_to_times() -> None:
+    user = fresh_user()
+    user.change_password("hash-2")
+    changed = user.credentials_changed_at
+    assert changed is not None
+    del user.__dict__["credentials_version"]  # a snapshot taken before the field existed
+    assert user.accepts_session(started_at_version=user.version, started_on=changed) is False
+    assert user.accepts_session(started_at_version=user.version, started_on=changed + timedelta(seconds=1))
