@@ -1,32 +1,59 @@
-"""What each route needs, in one table, and the one guard that enforces it.
+"""What each route needs, in one table, and the one guard that decides it from the caller (the
+principal) and the credential in hand.
 
-A route needs an authenticated caller and, optionally, a scope. Scopes limit what a key may call;
-the owner's role limits which resources (a regular user reaches only themself and their own
-keys; asking for another user's resource answers 404, not 403, so existence is not revealed).
+Scopes limit what a credential may do, on its own user too: a key acts only within the scopes it
+holds; an access token from login carries its user's rights (``domain.scopes.Credential``). The
+caller's role limits whose resources: a regular user reaches only themself and their own keys;
+an admin reaches another user's resources only with a credential that grants the route's
+``others`` scope. Reaching for someone else's resource without that answers 404, not 403, so
+existence is not revealed.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 from uuid import UUID
 
+import anyio
+import msgspec
 from litestar.connection import ASGIConnection
 from litestar.exceptions import PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 
 from api.context import AUTH_ERROR, PRINCIPAL
+from api.schemas import UpdateMe
 from api.security import Principal
-from domain.errors import AuthenticationError, UserNotFoundError
+from domain.errors import ApiKeyNotFoundError, AuthenticationError, UserNotFoundError
+from domain.scopes import Credential
+
+
+class Owner(Enum):
+    """Where a route finds whose resource it acts on."""
+
+    USER_IN_PATH = "the {user_id} path parameter"
+    USER_IN_QUERY = "the user_id query parameter (absent: the caller)"
+    KEY_IN_PATH = "the owner of the {key_id} API key"
 
 
 @dataclass(frozen=True)
 class Needs:
-    scope: str | None  # None: any authenticated caller
-    admin: bool = False  # superusers only (regardless of the scope)
+    """``scope``: what the credential must grant to use the route on the caller's own resources
+    (or at all, for a route without an ``owner``); None: any authenticated caller.
+    ``admin``: superusers only, whatever the scope.
+    ``others``: what an admin's credential must grant to reach another user's resources
+    (None: nobody reaches them); needs an ``owner``."""
+
+    scope: str | None
+    admin: bool = False
+    owner: Owner | None = None
+    others: str | None = None
 
 
 PUBLIC = None
+_USER = Owner.USER_IN_PATH
+_KEY = Owner.KEY_IN_PATH
 ROUTES: dict[str, Needs | None] = {
     "health": PUBLIC,
     "live": PUBLIC,
@@ -38,11 +65,11 @@ ROUTES: dict[str, Needs | None] = {
     "create_user": Needs("users:write", admin=True),
     "list_users": Needs("users:read", admin=True),
     "get_me": Needs(None),
-    "update_me": Needs(None),
-    "change_my_password": Needs(None),
-    "get_user": Needs(None),  # self, or an admin with users:read (visible_user)
+    "update_me": Needs("users:write"),
+    "change_my_password": Needs("users:write"),
+    "get_user": Needs(None, owner=_USER, others="users:read"),
     "get_user_by_username": Needs("users:read", admin=True),
-    "update_user": Needs(None),  # self, or an admin with users:write (visible_user)
+    "update_user": Needs("users:write", owner=_USER, others="users:write"),
     "verify_user": Needs("users:write", admin=True),
     "activate_user": Needs("users:write", admin=True),
     "deactivate_user": Needs("users:write", admin=True),
@@ -50,20 +77,20 @@ ROUTES: dict[str, Needs | None] = {
     "delete_user": Needs("users:delete", admin=True),
     "restore_user": Needs("users:delete", admin=True),
     "erase_user": Needs("users:delete", admin=True),
-    "create_api_key": Needs("api_keys:write"),
-    "list_api_keys": Needs("api_keys:read"),
-    "get_api_key": Needs("api_keys:read"),
-    "update_api_key": Needs("api_keys:write"),
-    "rotate_api_key": Needs("api_keys:write"),
-    "revoke_api_key": Needs("api_keys:write"),
-    "delete_api_key": Needs("api_keys:write"),
+    "create_api_key": Needs("api_keys:write"),  # always the caller's own
+    "list_api_keys": Needs("api_keys:read", owner=Owner.USER_IN_QUERY, others="api_keys:read"),
+    "get_api_key": Needs("api_keys:read", owner=_KEY, others="api_keys:read"),
+    "update_api_key": Needs("api_keys:write", owner=_KEY, others="api_keys:write"),
+    "rotate_api_key": Needs("api_keys:write", owner=_KEY, others="api_keys:write"),
+    "revoke_api_key": Needs("api_keys:write", owner=_KEY, others="api_keys:write"),
+    "delete_api_key": Needs("api_keys:write", owner=_KEY, others="api_keys:write"),
     "api_key_usage_stats": Needs("api_keys:read", admin=True),
-    "user_history": Needs(None),  # self, or an admin with audit_logs:read (checked in the handler)
-    "api_key_history": Needs(None),  # owner, or an admin with audit_logs:read
+    "user_history": Needs("users:read", owner=_USER, others="audit_logs:read"),
+    "api_key_history": Needs("api_keys:read", owner=_KEY, others="audit_logs:read"),
     "list_audit_logs": Needs("audit_logs:read", admin=True),
     "get_audit_log_entry": Needs("audit_logs:read", admin=True),
     "audit_logs_for_resource": Needs("audit_logs:read", admin=True),
-    "audit_logs_for_user": Needs(None),  # self, or an admin with audit_logs:read (visible_user)
+    "audit_logs_for_user": Needs("users:read", owner=_USER, others="audit_logs:read"),
     "audit_log_statistics": Needs("audit_logs:read", admin=True),
     "export_audit_logs": Needs("audit_logs:read", admin=True),
     "verify_audit_chain": Needs("audit_logs:read", admin=True),
@@ -78,8 +105,16 @@ def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
     return principal
 
 
-def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+def credential_of(principal: Principal) -> Credential:
+    """The credential in hand, as the scope rules see it (a key's scopes, or a token's None)."""
+    return Credential(holder_is_superuser=principal.is_superuser, permissions=principal.permissions)
+
+
+async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    """The guard of every controller: the table decides, handlers check nothing themselves."""
     if handler.handler_name not in ROUTES:
+        if _is_automatic_options(handler):
+            return  # Litestar's own answer (204 with Allow): it runs no code of ours, reveals nothing
         raise RuntimeError(f"route {handler.handler_name} is missing from api.authorization.ROUTES")
     needs = ROUTES[handler.handler_name]
     if needs is None:
@@ -87,13 +122,75 @@ def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRoute
     principal = principal_of(connection)
     if needs.admin and not principal.is_superuser:
         raise PermissionDeniedException("admin rights needed")
-    if needs.scope is not None and not principal.may(needs.scope):
-        raise PermissionDeniedException(f"the credential lacks the {needs.scope} scope")
+    owner = None if needs.owner is None else await _owner(connection, handler, needs.owner)
+    if owner is None:
+        _require(principal, needs.scope)
+    else:
+        reach(principal, owner[0], needs, owner[1])
+
+
+def reach(principal: Principal, owner_id: UUID, needs: Needs, missing: Exception) -> None:
+    """The one rule for whose resources a caller reaches: their own with the route's scope (else
+    403: they know it exists); another user's only as an admin whose credential grants the route's
+    ``others`` scope (else ``missing``: a 404 that does not reveal whether it exists)."""
+    if owner_id == principal.user_id:
+        _require(principal, needs.scope)
+        return
+    if not (principal.is_superuser and needs.others and credential_of(principal).grants(needs.others)):
+        raise missing
 
 
 def visible_user(principal: Principal, user_id: UUID, scope: str) -> UUID:
-    """The user id, if the caller may act on that user with ``scope``; otherwise 404 (a
-    regular user does not learn whether someone else exists)."""
-    if not principal.reaches_user(user_id, scope):
-        raise UserNotFoundError(user_id)
+    """The user id, if the caller may act on that user with ``scope``; otherwise 404. The same
+    rule as ``reach``, for handlers that check a user again (the guard already did)."""
+    reach(principal, user_id, Needs(None, owner=_USER, others=scope), UserNotFoundError(user_id))
     return user_id
+
+
+def refuse_privileged_fields(principal: Principal, change: UpdateMe) -> None:
+    """A user changes their own profile; ``is_active`` and ``is_verified`` change only through
+    their own routes, and only an admin sets ``is_superuser`` (403 before anything is written)."""
+    if change.is_active is not msgspec.UNSET or change.is_verified is not msgspec.UNSET:
+        raise PermissionDeniedException("is_active and is_verified change through their own routes")
+    if change.is_superuser is not msgspec.UNSET and not principal.is_superuser:
+        raise PermissionDeniedException("only admins may change is_superuser")
+
+
+def _require(principal: Principal, scope: str | None) -> None:
+    if scope is not None and not credential_of(principal).grants(scope):
+        raise PermissionDeniedException(f"the credential lacks the {scope} scope")
+
+
+async def _owner(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler, where: Owner
+) -> tuple[UUID, Exception] | None:
+    """Whose resource the request is about, and the 404 to answer when the caller may not know;
+    None when the route acts on the caller's own (or the parameter is malformed: the handler's
+    validation answers that with 422, after the scope check)."""
+    if where is Owner.KEY_IN_PATH:
+        key_id = connection.path_params["key_id"]
+        identity = _services(handler).identity
+        key = await anyio.to_thread.run_sync(identity.get_api_key, key_id)  # the event store blocks
+        assert key.owner_id is not None
+        return key.owner_id, ApiKeyNotFoundError(key_id)
+    if where is Owner.USER_IN_PATH:
+        user_id = connection.path_params["user_id"]
+        return user_id, UserNotFoundError(user_id)
+    raw = connection.query_params.get("user_id")
+    try:
+        user_id = UUID(raw) if raw else None
+    except ValueError:
+        return None
+    return None if user_id is None else (user_id, UserNotFoundError(user_id))
+
+
+def _services(handler: BaseRouteHandler) -> Any:
+    """The ``services`` dependency the application provides (a guard gets no injected values)."""
+    return handler.resolve_dependencies()["services"].dependency()
+
+
+def _is_automatic_options(handler: BaseRouteHandler) -> bool:
+    """Litestar adds an OPTIONS handler to every path that declares none (it answers CORS
+    preflights and ``Allow``); we declare none, so no other OPTIONS-only handler exists."""
+    methods: set[str] = getattr(handler, "http_methods", set())
+    return methods == {"OPTIONS"} and handler.handler_name == "options_handler"

@@ -39,6 +39,7 @@ class Services:
     version: str = "0"
     read_timeout: float = 3.0
     ready_max_lag: int = 1000
+    ready_stall_seconds: float = 30.0  # behind and not moving this long: not ready
     allow_registration: bool = True
     usage_flush_seconds: float = 2.0
     login_limiter: LoginRateLimiter = field(default_factory=lambda: LoginRateLimiter(10))

@@ -4,7 +4,8 @@ Creates a scratch database, then measures for the same duration each, from THREA
 process:
   raw:            psycopg single-row INSERT + COMMIT, one connection per thread (the server's
                   commit rate: the baseline)
-  update_profile: Identity.update_profile on a user of the thread's own (load, one event, append)
+  update_profile: Identity.update_user (a profile change) on a user of the thread's own (load,
+                  one event, append)
   issue_api_key:  Identity.issue_api_key for an owner of the thread's own (key + key ring +
                   digest reservation in one append)
   update_profile from 1 thread (a lone save must not get slower)
@@ -103,7 +104,7 @@ def command_rates(url: str, *, group_commit: bool) -> dict[str, float]:
             for i in range(THREADS)
         ]
         wall, cpu = time.perf_counter(), time.process_time()
-        profile = threaded_rate(lambda t, n: identity.update_profile(users[t], full_name=f"Name {n}"))
+        profile = threaded_rate(lambda t, n: identity.update_user(users[t], full_name=f"Name {n}"))
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         return {
             "update_profile": profile,
@@ -112,7 +113,7 @@ def command_rates(url: str, *, group_commit: bool) -> dict[str, float]:
                 lambda t, n: identity.issue_api_key(users[t], name=f"k{n}", permissions={"users:read": True})
             ),
             "update_profile_1": threaded_rate(
-                lambda t, n: identity.update_profile(users[0], full_name=f"Name {n}"), threads=1
+                lambda t, n: identity.update_user(users[0], full_name=f"Name {n}"), threads=1
             ),
         }
     finally:

@@ -121,6 +121,14 @@ class ScopeNotAllowedError(DomainError):
         self.scope = scope
 
 
+class ScopeBeyondCredentialError(ScopeNotAllowedError):
+    """A request may hand out (or renew) only scopes its own credential grants (HTTP 403)."""
+
+    def __init__(self, scope: str) -> None:
+        super().__init__(scope)
+        self.args = (f"the credential in hand does not grant {scope!r}",)
+
+
 class VerificationTokenError(DomainError):
     """The e-mail verification token is wrong or expired (HTTP 422)."""
 

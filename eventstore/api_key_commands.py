@@ -11,6 +11,7 @@ from eventsourcing.domain import Aggregate
 from domain.api_keys import ApiKey
 from domain.errors import ApiKeyNotFoundError
 from domain.reservations import Reservation
+from domain.scopes import Credential, check_within
 from eventstore.api_key_tokens import generate_api_key
 from eventstore.commands import UNCHANGED, CommandResult, IssuedKey, utcnow, with_retries
 from eventstore.identity_base import IdentityBase
@@ -25,11 +26,15 @@ class ApiKeyCommands(IdentityBase):
         permissions: Mapping[str, bool],
         description: str | None = None,
         expires_at: datetime | None = None,
+        credential: Credential | None = None,
     ) -> IssuedKey:
+        """``credential``: what the request was authenticated with; the new key may grant nothing
+        it does not (None: a trusted caller such as the CLI)."""
         new_key = generate_api_key()
         key_id = uuid4()
 
         def attempt() -> IssuedKey:
+            check_within(credential, permissions)
             owner = self.get_user(owner_id)
             owner.check_live()
             api_key = ApiKey.issue(
@@ -60,10 +65,17 @@ class ApiKeyCommands(IdentityBase):
         permissions: Mapping[str, bool] = UNCHANGED,
         expires_at: datetime | None = UNCHANGED,
         expected_version: int | None = None,
-    ) -> CommandResult:
+        credential: Credential | None = None,
+    ) -> CommandResult[ApiKey]:
+        """Every field in one append. A credential may change only a key that grants nothing it
+        does not (else it could extend a stronger key's life), and only into such a key."""
+
         def change(api_key: ApiKey) -> list[Aggregate]:
             now, touched = utcnow(), list[Aggregate]()
             assert api_key.owner_id is not None
+            check_within(credential, api_key.permissions)
+            if permissions is not UNCHANGED:
+                check_within(credential, permissions)
             if name is not UNCHANGED and name != api_key.name:
                 api_key.rename(name, now)
                 ring = self._key_ring(api_key.owner_id)
@@ -80,10 +92,14 @@ class ApiKeyCommands(IdentityBase):
 
         return self._change(ApiKey, key_id, ApiKeyNotFoundError, change, expected_version)
 
-    def rotate_api_key(self, key_id: UUID, *, grace_seconds: int = 0) -> IssuedKey:
+    def rotate_api_key(
+        self, key_id: UUID, *, grace_seconds: int = 0, credential: Credential | None = None
+    ) -> IssuedKey:
+        """A new secret for the key: refused to a credential the key would grant more than."""
         new_key = generate_api_key()
 
         def change(api_key: ApiKey) -> list[Aggregate]:
+            check_within(credential, api_key.permissions)
             api_key.rotate(
                 key_prefix=new_key.key_prefix,
                 digest=new_key.digest,
@@ -95,7 +111,7 @@ class ApiKeyCommands(IdentityBase):
 
         return IssuedKey(self._change(ApiKey, key_id, ApiKeyNotFoundError, change, None), new_key.key)
 
-    def revoke_api_key(self, key_id: UUID, *, reason: str | None = None) -> CommandResult:
+    def revoke_api_key(self, key_id: UUID, *, reason: str | None = None) -> CommandResult[ApiKey]:
         def change(api_key: ApiKey) -> list[Aggregate]:
             api_key.revoke(reason)
             assert api_key.owner_id is not None
@@ -107,7 +123,7 @@ class ApiKeyCommands(IdentityBase):
 
     def record_api_key_usage(
         self, key_id: UUID, *, count: int, last_used_at: datetime, last_used_ip: str | None
-    ) -> CommandResult:
+    ) -> CommandResult[ApiKey]:
         def change(api_key: ApiKey) -> list[Aggregate]:
             api_key.record_usage(count=count, last_used_at=last_used_at, last_used_ip=last_used_ip)
             return []

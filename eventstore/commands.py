@@ -7,34 +7,41 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 from uuid import UUID
 
+from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
+from domain.api_keys import ApiKey
 from domain.errors import ConcurrentChangeError
+from domain.users import User
 
 R = TypeVar("R")
+A = TypeVar("A", bound=Aggregate)
 UNCHANGED: Any = object()  # "leave this field as it is" in partial updates
 RETRIES = 20
 
 
 @dataclass(frozen=True)
-class CommandResult:
+class CommandResult(Generic[A]):
     id: UUID
     position: int  # global position of the last event written (read-your-writes)
     version: int  # the aggregate's version afterwards (ETag / If-Match)
+    # The aggregate as the command saved it: responses are built from it, not from a reload
+    # (which could show someone else's later change, or a cache entry from before the save).
+    aggregate: A = field(repr=False, compare=False)
 
 
 @dataclass(frozen=True)
 class IssuedKey:
-    result: CommandResult
+    result: CommandResult[ApiKey]
     key: str = field(repr=False)  # the secret, shown to its owner once
 
 
 @dataclass(frozen=True)
 class VerificationRequest:
-    result: CommandResult
+    result: CommandResult[User]
     token: str = field(repr=False)  # to mail to the user; only its digest is stored
 
 

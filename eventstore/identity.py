@@ -1,7 +1,9 @@
 """The Identity application: one method per use case, each one atomic, version-checked append.
 
 Every command returns a ``CommandResult``: the aggregate id, the global position of the last
-event it wrote (for read-your-writes) and the aggregate's new version. Uniqueness is enforced by
+event it wrote (for read-your-writes), the aggregate's new version and the aggregate as saved (the
+API answers with it). A command loads what it needs once, decides, and saves every aggregate it
+touched in one append, or raises before writing. Uniqueness is enforced by
 reservation aggregates and key rings saved in the same append. The use cases live in
 ``user_commands``, ``api_key_commands`` and ``authentication``; the shared machinery in
 ``identity_base``.

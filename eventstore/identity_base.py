@@ -193,7 +193,7 @@ class IdentityBase(Application[UUID]):
 
     def _change_user(
         self, user_id: UUID, change: Callable[[User], object], expected_version: int | None = None
-    ) -> CommandResult:
+    ) -> CommandResult[User]:
         def apply(user: User) -> list[Aggregate]:
             change(user)
             return []
@@ -207,7 +207,7 @@ class IdentityBase(Application[UUID]):
         missing: type[Exception],
         change: Callable[[T], list[Aggregate]],
         expected_version: int | None,
-    ) -> CommandResult:
+    ) -> CommandResult[T]:
         """Load, change (``change`` returns the other aggregates to save with it), save.
 
         A version conflict is retried on fresh state, unless the client named the version it
@@ -215,7 +215,7 @@ class IdentityBase(Application[UUID]):
         conflict on a reservation or key ring is retried too, and so ends as the rule it broke.
         """
 
-        def attempt() -> CommandResult:
+        def attempt() -> CommandResult[T]:
             aggregate = self._get(cls, aggregate_id, missing)
             if expected_version is not None and aggregate.version != expected_version:
                 raise VersionMismatchError(expected_version, aggregate.version)
@@ -223,9 +223,11 @@ class IdentityBase(Application[UUID]):
 
         return with_retries(attempt)
 
-    def _save(self, main: Aggregate, *others: Aggregate) -> CommandResult:
+    def _save(self, main: T, *others: Aggregate) -> CommandResult[T]:
+        """Every aggregate the command touched, in one atomic append; the result carries ``main``
+        as saved, so the caller answers with exactly the state this append produced."""
         recordings = self.save(main, *others)
         position = max((r.notification.id for r in recordings), default=None)
         return CommandResult(
-            main.id, position if position is not None else self.head_position(), main.version
+            main.id, position if position is not None else self.head_position(), main.version, main
         )

@@ -17,7 +17,7 @@ from domain.errors import (
 )
 from domain.users import User, normalise_email
 from eventstore.api_key_tokens import digest_of
-from eventstore.commands import CommandResult, VerificationRequest, utcnow, with_retries
+from eventstore.commands import UNCHANGED, CommandResult, VerificationRequest, utcnow, with_retries
 from eventstore.identity_base import IdentityBase
 
 
@@ -30,11 +30,11 @@ class UserCommands(IdentityBase):
         password: str,
         full_name: str | None = None,
         is_superuser: bool = False,
-    ) -> CommandResult:
+    ) -> CommandResult[User]:
         password_hash = self.passwords.hash(password)
         user_id = uuid4()
 
-        def attempt() -> CommandResult:
+        def attempt() -> CommandResult[User]:
             user = User.register(
                 user_id=user_id,
                 username=username,
@@ -52,27 +52,37 @@ class UserCommands(IdentityBase):
 
         return with_retries(attempt)
 
-    def update_profile(
-        self, user_id: UUID, *, full_name: str | None, expected_version: int | None = None
-    ) -> CommandResult:
-        return self._change_user(user_id, lambda u: u.update_profile(full_name=full_name), expected_version)
+    def update_user(
+        self,
+        user_id: UUID,
+        *,
+        full_name: str | None = UNCHANGED,
+        email: str = UNCHANGED,
+        is_superuser: bool = UNCHANGED,
+        expected_version: int | None = None,
+    ) -> CommandResult[User]:
+        """Change any of profile, e-mail address and superuser status: everything in one append,
+        or nothing (a taken address, a stale version, a change a live user cannot take)."""
 
-    def change_email(
-        self, user_id: UUID, email: str, *, expected_version: int | None = None
-    ) -> CommandResult:
         def change(user: User) -> list[Aggregate]:
-            if normalise_email(email) == user.email_address:
-                return []
-            released = self._release_email(user)  # the previous address is free for others again
-            user.change_email(email)
-            return [
-                self._claim("email", self._email_key(email), user.id, user.id, EmailTakenError),
-                *released,
-            ]
+            touched: list[Aggregate] = []
+            if full_name is not UNCHANGED:
+                user.update_profile(full_name=full_name)
+            if email is not UNCHANGED and normalise_email(email) != user.email_address:
+                claim = self._claim("email", self._email_key(email), user.id, user.id, EmailTakenError)
+                touched += [claim, *self._release_email(user)]  # the old address is free for others
+                user.change_email(email)
+            if is_superuser is not UNCHANGED and is_superuser and not user.is_superuser:
+                user.grant_superuser()
+            elif is_superuser is not UNCHANGED and not is_superuser and user.is_superuser:
+                user.revoke_superuser()
+            return touched
 
         return self._change(User, user_id, UserNotFoundError, change, expected_version)
 
-    def change_password(self, user_id: UUID, *, current_password: str, new_password: str) -> CommandResult:
+    def change_password(
+        self, user_id: UUID, *, current_password: str, new_password: str
+    ) -> CommandResult[User]:
         """The user's own change: the current password is checked against the very hash the
         change replaces (a concurrent reset makes the old password fail, not win)."""
         new_hash = self.passwords.hash(new_password)
@@ -88,7 +98,7 @@ class UserCommands(IdentityBase):
 
         return self._change(User, user_id, UserNotFoundError, change, None)
 
-    def reset_password(self, user_id: UUID, new_password: str) -> CommandResult:
+    def reset_password(self, user_id: UUID, new_password: str) -> CommandResult[User]:
         """An administrator's reset: no current password, recorded as such."""
         new_hash = self.passwords.hash(new_password)
         return self._change_user(user_id, lambda u: u.reset_password(new_hash))
@@ -102,26 +112,20 @@ class UserCommands(IdentityBase):
         result = self._change_user(user_id, lambda u: u.request_verification(digest_of(token), expires_at))
         return VerificationRequest(result, token)
 
-    def verify_user(self, user_id: UUID, *, token: str | None = None) -> CommandResult:
+    def verify_user(self, user_id: UUID, *, token: str | None = None) -> CommandResult[User]:
         digest = None if token is None else digest_of(token)
         return self._change_user(user_id, lambda u: u.verify(token_digest=digest, now=utcnow()))
 
-    def activate_user(self, user_id: UUID) -> CommandResult:
+    def activate_user(self, user_id: UUID) -> CommandResult[User]:
         return self._change_user(user_id, User.activate)
 
-    def deactivate_user(self, user_id: UUID) -> CommandResult:
+    def deactivate_user(self, user_id: UUID) -> CommandResult[User]:
         return self._change_user(user_id, User.deactivate)
 
-    def grant_superuser(self, user_id: UUID) -> CommandResult:
-        return self._change_user(user_id, User.grant_superuser)
-
-    def revoke_superuser(self, user_id: UUID) -> CommandResult:
-        return self._change_user(user_id, User.revoke_superuser)
-
-    def unlock_user(self, user_id: UUID) -> CommandResult:
+    def unlock_user(self, user_id: UUID) -> CommandResult[User]:
         return self._change_user(user_id, lambda u: u.unlock(utcnow()))
 
-    def delete_user(self, user_id: UUID) -> CommandResult:
+    def delete_user(self, user_id: UUID) -> CommandResult[User]:
         """Soft delete: the user and all their live keys go in one append; names stay reserved."""
 
         def change(user: User) -> list[Aggregate]:
@@ -130,10 +134,10 @@ class UserCommands(IdentityBase):
 
         return self._change(User, user_id, UserNotFoundError, change, None)
 
-    def restore_user(self, user_id: UUID) -> CommandResult:
+    def restore_user(self, user_id: UUID) -> CommandResult[User]:
         return self._change_user(user_id, User.restore)
 
-    def erase_user(self, user_id: UUID) -> CommandResult:
+    def erase_user(self, user_id: UUID) -> CommandResult[User]:
         """GDPR erasure: record ``User.Erased`` (revoking keys, freeing the e-mail address) in one
         append, then destroy the data key. Idempotent: a repeat finishes an interrupted erasure
         and answers like the first call."""
@@ -144,12 +148,12 @@ class UserCommands(IdentityBase):
             return [*released, *self._revoke_all_keys(user.id, "owner erased")]
 
         try:
-            result = self._change(User, user_id, UserNotFoundError, change, None)
+            position = self._change(User, user_id, UserNotFoundError, change, None).position
         except UserErasedError:
-            user = self.get_user(user_id)
-            result = CommandResult(user.id, self.head_position(), user.version)
+            position = self.head_position()
         self.data_keys.erase(user_id)
-        return result
+        user = self.get_user(user_id)  # as stored now: its personal data reads as erased
+        return CommandResult(user.id, position, user.version, user)
 
     def finish_erasures(self) -> int:
         """Destroy the data key of every erased user whose key survived (a crash between the

@@ -143,23 +143,34 @@ def projections() -> None:
 
 @projections.command("status")
 def projections_status() -> None:
-    """Each projection's generation, position, head, lag and state."""
+    """Each projection's generation, position, head, lag and state (failing on an event, stalled,
+    rebuilding, catching up, caught up), and the audit sealer's."""
     from projections.read_side import chain_status, status
 
-    components = build(_settings())
+    settings = _settings()
+    components = build(settings)
+    stall = settings.ready_stall_seconds
     try:
         rows = [
-            *status(components.engine, components.identity),
-            chain_status(components.engine, components.identity),
+            *status(components.engine, components.identity, stall_seconds=stall),
+            chain_status(components.engine, components.identity, stall_seconds=stall),
         ]
     finally:
         components.close()
     click.echo(f"{'projection':<12}{'gen':>5}{'position':>12}{'head':>12}{'lag':>10}{'lag s':>9}  state")
     for row in rows:
         building = f" (generation {row.building} at {row.building_position})" if row.building else ""
+        failure = row.failure
+        failing = (
+            f": cannot apply the event at position {failure.position} ({failure.error_type}"
+            f"{', SQLSTATE ' + failure.sqlstate if failure.sqlstate else ''}), {failure.attempts} attempts"
+            f" since {failure.first_failed_at:%Y-%m-%d %H:%M:%S} UTC"
+            if failure
+            else ""
+        )
         click.echo(
             f"{row.name:<12}{row.generation:>5}{row.position:>12}{row.head:>12}{row.lag_events:>10}"
-            f"{row.lag_seconds:>9.1f}  {row.state}{building}"
+            f"{row.lag_seconds:>9.1f}  {row.state}{building}{failing}"
         )
 
 

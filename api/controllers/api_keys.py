@@ -1,4 +1,5 @@
-"""/api-keys: a caller manages their own keys; admins anyone's."""
+"""/api-keys: a caller manages their own keys; admins anyone's (``api.authorization`` decides
+who reaches which key; the commands refuse keys stronger than the credential in hand)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import msgspec
 from litestar import Controller, Response, delete, get, patch, post
 from litestar.params import Parameter
 
-from api.authorization import authorize
+from api.authorization import authorize, credential_of
 from api.controllers.responses import IfMatch, MinPosition, PageNumber, PerPage, if_match, written
 from api.history import history
 from api.presenters import api_key_from_aggregate, api_key_from_row, api_key_out
@@ -26,9 +27,7 @@ from api.schemas import (
 )
 from api.security import Principal
 from api.services import Services, decode_cursor, page_info
-from domain.api_keys import ApiKey
-from domain.errors import ApiKeyNotFoundError
-from eventstore.identity import UNCHANGED
+from eventstore.identity import UNCHANGED, IssuedKey
 from projections.api_keys.queries import list_api_keys, usage_stats
 
 
@@ -45,10 +44,11 @@ class ApiKeysController(Controller):
             permissions=data.permissions,
             description=data.description,
             expires_at=data.expires_at,
+            credential=credential_of(principal),
         )
-        key = services.identity.get_api_key(issued.result.id)
-        body = NewApiKeyOut(**api_key_from_aggregate(key), key=issued.key)
-        return written(body, issued.result, status=201, location=f"{self.path}/{key.id}")
+        return written(
+            _new_key(issued), issued.result, status=201, location=f"{self.path}/{issued.result.id}"
+        )
 
     @get("/", sync_to_thread=True)
     def list_api_keys(
@@ -65,7 +65,7 @@ class ApiKeysController(Controller):
         cursor: Annotated[str | None, Parameter(max_length=512)] = None,
         min_position: MinPosition = None,
     ) -> Many[ApiKeyOut]:
-        owner = user_id if user_id is not None and principal.is_superuser else principal.user_id
+        owner = principal.user_id if user_id is None else user_id  # reached: api.authorization
         services.read_side_at(min_position)
         after = None if cursor is None else decode_cursor(cursor, is_time=sort_by == "created_at")
         with services.engine.connect() as conn:
@@ -94,19 +94,15 @@ class ApiKeysController(Controller):
 
     @get("/{key_id:uuid}", sync_to_thread=True)
     def get_api_key(
-        self, key_id: UUID, services: Services, principal: Principal, min_position: MinPosition = None
+        self, key_id: UUID, services: Services, min_position: MinPosition = None
     ) -> One[ApiKeyOut]:
-        return One(data=api_key_out(_own_key(services, principal, key_id)))
+        return One(data=api_key_out(services.identity.get_api_key(key_id)))
 
     @get("/{key_id:uuid}/history", sync_to_thread=True)
     def api_key_history(
-        self, key_id: UUID, services: Services, principal: Principal, min_position: MinPosition = None
+        self, key_id: UUID, services: Services, min_position: MinPosition = None
     ) -> dict[str, Any]:
         """The key's events in order, replayed from the event store; digests redacted."""
-        key = services.identity.get_api_key(key_id)
-        auditor = principal.is_superuser and principal.may("audit_logs:read")
-        if key.owner_id != principal.user_id and not auditor:
-            raise ApiKeyNotFoundError(key_id)
         return {"data": history(services, key_id, api_key_from_aggregate)}
 
     @patch("/{key_id:uuid}", sync_to_thread=True)
@@ -118,7 +114,6 @@ class ApiKeysController(Controller):
         principal: Principal,
         if_match_header: IfMatch = None,
     ) -> Response[Any]:
-        _own_key(services, principal, key_id)
         result = services.identity.update_api_key(
             key_id,
             name=UNCHANGED if data.name is msgspec.UNSET else data.name,
@@ -126,36 +121,30 @@ class ApiKeysController(Controller):
             permissions=UNCHANGED if data.permissions is msgspec.UNSET else data.permissions,
             expires_at=UNCHANGED if data.expires_at is msgspec.UNSET else data.expires_at,
             expected_version=if_match(if_match_header),
+            credential=credential_of(principal),
         )
-        return written(api_key_out(services.identity.get_api_key(key_id)), result)
+        return written(api_key_out(result.aggregate), result)
 
     @post("/{key_id:uuid}/rotate", sync_to_thread=True, status_code=200)
     def rotate_api_key(
         self, key_id: UUID, services: Services, principal: Principal, data: RotateApiKey | None = None
     ) -> Response[Any]:
-        _own_key(services, principal, key_id)
         issued = services.identity.rotate_api_key(
-            key_id, grace_seconds=(data or RotateApiKey()).grace_seconds
+            key_id, grace_seconds=(data or RotateApiKey()).grace_seconds, credential=credential_of(principal)
         )
-        key = services.identity.get_api_key(key_id)
-        return written(NewApiKeyOut(**api_key_from_aggregate(key), key=issued.key), issued.result)
+        return written(_new_key(issued), issued.result)
 
     @post("/{key_id:uuid}/revoke", sync_to_thread=True, status_code=200)
-    def revoke_api_key(self, key_id: UUID, services: Services, principal: Principal) -> Response[Any]:
-        _own_key(services, principal, key_id)
+    def revoke_api_key(self, key_id: UUID, services: Services) -> Response[Any]:
         result = services.identity.revoke_api_key(key_id, reason="revoked through the API")
-        return written(api_key_out(services.identity.get_api_key(key_id)), result)
+        return written(api_key_out(result.aggregate), result)
 
     @delete("/{key_id:uuid}", sync_to_thread=True, status_code=200)
-    def delete_api_key(self, key_id: UUID, services: Services, principal: Principal) -> Response[Any]:
-        _own_key(services, principal, key_id)
+    def delete_api_key(self, key_id: UUID, services: Services) -> Response[Any]:
         result = services.identity.revoke_api_key(key_id, reason="deleted through the API")
-        return written(api_key_out(services.identity.get_api_key(key_id)), result)
+        return written(api_key_out(result.aggregate), result)
 
 
-def _own_key(services: Services, principal: Principal, key_id: UUID) -> ApiKey:
-    """The key, if the caller owns it or is an admin; otherwise 404 (existence not revealed)."""
-    key = services.identity.get_api_key(key_id)
-    if key.owner_id != principal.user_id and not principal.is_superuser:
-        raise ApiKeyNotFoundError(key_id)
-    return key
+def _new_key(issued: IssuedKey) -> NewApiKeyOut:
+    """The key as the command saved it, with its secret: shown this once."""
+    return NewApiKeyOut(**api_key_from_aggregate(issued.result.aggregate), key=issued.key)

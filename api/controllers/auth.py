@@ -30,7 +30,7 @@ class AuthController(Controller):
         result = services.identity.register_user(
             username=data.username, email=data.email, password=data.password, full_name=data.full_name
         )
-        user = user_from_aggregate(services.identity.get_user(result.id))
+        user = user_from_aggregate(result.aggregate)
         return written(user, result, status=201, location=f"/api/v1/users/{result.id}")
 
     @post("/login", sync_to_thread=True, status_code=200)

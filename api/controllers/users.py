@@ -7,18 +7,18 @@ from uuid import UUID
 
 import msgspec
 from litestar import Controller, Response, delete, get, patch, post
-from litestar.exceptions import PermissionDeniedException
 from litestar.params import Parameter
 
-from api.authorization import authorize, visible_user
+from api.authorization import authorize, refuse_privileged_fields
 from api.controllers.responses import IfMatch, MinPosition, PageNumber, PerPage, if_match, written
 from api.history import history
 from api.presenters import user_from_aggregate, user_from_row
 from api.schemas import STORABLE, AwareDatetime, ChangePassword, CreateUser, Many, One, UpdateMe, UserOut
 from api.security import Principal
 from api.services import Services, aware, decode_cursor, page_info
-from domain.errors import UserNotFoundError, VersionMismatchError
-from eventstore.identity import CommandResult
+from domain.errors import UserNotFoundError
+from domain.users import User
+from eventstore.identity import UNCHANGED, CommandResult
 from projections.users.queries import UserFilters
 from projections.users.queries import list_users as query_users
 
@@ -37,8 +37,9 @@ class UsersController(Controller):
             full_name=data.full_name,
             is_superuser=data.is_superuser,
         )
-        user = user_from_aggregate(services.identity.get_user(result.id))
-        return written(user, result, status=201, location=f"{self.path}/{result.id}")
+        return written(
+            user_from_aggregate(result.aggregate), result, status=201, location=f"{self.path}/{result.id}"
+        )
 
     @get("/", sync_to_thread=True)
     def list_users(
@@ -105,7 +106,7 @@ class UsersController(Controller):
         result = services.identity.change_password(
             principal.user_id, current_password=data.current_password, new_password=data.new_password
         )
-        return written(user_from_aggregate(services.identity.get_user(result.id)), result)
+        return written(user_from_aggregate(result.aggregate), result)
 
     @get("/by-username/{username:str}", sync_to_thread=True)
     def get_user_by_username(
@@ -129,7 +130,7 @@ class UsersController(Controller):
         min_position: MinPosition = None,
     ) -> One[UserOut]:
         """The user now, or (``version``/``as_of``) as they were then, rebuilt from the events."""
-        current = services.identity.get_user(visible_user(principal, user_id, "users:read"))
+        current = services.identity.get_user(user_id)
         if current.is_deleted and not (include_deleted and principal.is_superuser):
             raise UserNotFoundError(user_id)  # soft-deleted users are gone from reads
         if version is None and aware("as_of", as_of) is None:
@@ -139,11 +140,9 @@ class UsersController(Controller):
 
     @get("/{user_id:uuid}/history", sync_to_thread=True)
     def user_history(
-        self, user_id: UUID, services: Services, principal: Principal, min_position: MinPosition = None
+        self, user_id: UUID, services: Services, min_position: MinPosition = None
     ) -> dict[str, Any]:
         """The user's events in order, replayed from the event store, secrets redacted."""
-        if principal.user_id != user_id and not (principal.is_superuser and principal.may("audit_logs:read")):
-            raise UserNotFoundError(user_id)
         services.identity.get_user(user_id)  # 404 for an unknown id
         return {"data": history(services, user_id, user_from_aggregate)}
 
@@ -156,71 +155,51 @@ class UsersController(Controller):
         principal: Principal,
         if_match_header: IfMatch = None,
     ) -> Response[Any]:
-        return _update_user(
-            services,
-            principal,
-            visible_user(principal, user_id, "users:write"),
-            data,
-            if_match(if_match_header),
-        )
+        return _update_user(services, principal, user_id, data, if_match(if_match_header))
 
     @post("/{user_id:uuid}/verify", sync_to_thread=True, status_code=200)
     def verify_user(self, user_id: UUID, services: Services) -> Response[Any]:
-        return _state_change(services, services.identity.verify_user(user_id))
+        return _state_change(services.identity.verify_user(user_id))
 
     @post("/{user_id:uuid}/activate", sync_to_thread=True, status_code=200)
     def activate_user(self, user_id: UUID, services: Services) -> Response[Any]:
-        return _state_change(services, services.identity.activate_user(user_id))
+        return _state_change(services.identity.activate_user(user_id))
 
     @post("/{user_id:uuid}/deactivate", sync_to_thread=True, status_code=200)
     def deactivate_user(self, user_id: UUID, services: Services) -> Response[Any]:
-        return _state_change(services, services.identity.deactivate_user(user_id))
+        return _state_change(services.identity.deactivate_user(user_id))
 
     @post("/{user_id:uuid}/unlock", sync_to_thread=True, status_code=200)
     def unlock_user(self, user_id: UUID, services: Services) -> Response[Any]:
-        return _state_change(services, services.identity.unlock_user(user_id))
+        return _state_change(services.identity.unlock_user(user_id))
 
     @delete("/{user_id:uuid}", sync_to_thread=True, status_code=200)
     def delete_user(self, user_id: UUID, services: Services) -> Response[Any]:
-        return _state_change(services, services.identity.delete_user(user_id))
+        return _state_change(services.identity.delete_user(user_id))
 
     @post("/{user_id:uuid}/restore", sync_to_thread=True, status_code=200)
     def restore_user(self, user_id: UUID, services: Services) -> Response[Any]:
-        return _state_change(services, services.identity.restore_user(user_id))
+        return _state_change(services.identity.restore_user(user_id))
 
     @post("/{user_id:uuid}/erase", sync_to_thread=True, status_code=200)
     def erase_user(self, user_id: UUID, services: Services) -> Response[Any]:
-        return _state_change(services, services.identity.erase_user(user_id))
+        return _state_change(services.identity.erase_user(user_id))
 
 
-def _state_change(services: Services, result: Any) -> Response[Any]:
-    return written(user_from_aggregate(services.identity.get_user(result.id)), result)
+def _state_change(result: CommandResult[User]) -> Response[Any]:
+    return written(user_from_aggregate(result.aggregate), result)
 
 
 def _update_user(
     services: Services, principal: Principal, user_id: UUID, data: UpdateMe, expected_version: int | None
 ) -> Response[Any]:
-    privileged = {"is_active": data.is_active, "is_verified": data.is_verified}
-    if any(value is not msgspec.UNSET for value in privileged.values()):
-        raise PermissionDeniedException("is_active and is_verified change through their own routes")
-    if data.is_superuser is not msgspec.UNSET and not principal.is_superuser:
-        raise PermissionDeniedException("only admins may change is_superuser")
-    identity, result = services.identity, None
-    if expected_version is not None and identity.get_user(user_id).version != expected_version:
-        raise VersionMismatchError(expected_version, identity.get_user(user_id).version)
-    if data.full_name is not msgspec.UNSET:
-        result = identity.update_profile(user_id, full_name=data.full_name, expected_version=expected_version)
-        expected_version = None if expected_version is None else result.version
-    if data.email is not msgspec.UNSET:
-        result = identity.change_email(user_id, data.email, expected_version=expected_version)
-        expected_version = None if expected_version is None else result.version
-    if (
-        data.is_superuser is not msgspec.UNSET
-        and data.is_superuser != identity.get_user(user_id).is_superuser
-    ):
-        change = identity.grant_superuser if data.is_superuser else identity.revoke_superuser
-        result = change(user_id)
-    if result is None:  # nothing to change: answer with the current state
-        user = identity.get_user(user_id)
-        result = CommandResult(user.id, identity.head_position(), user.version)
-    return written(user_from_aggregate(identity.get_user(user_id)), result)
+    """One command for every field given: all of them are applied, or none."""
+    refuse_privileged_fields(principal, data)
+    result = services.identity.update_user(
+        user_id,
+        full_name=UNCHANGED if data.full_name is msgspec.UNSET else data.full_name,
+        email=UNCHANGED if data.email is msgspec.UNSET else data.email,
+        is_superuser=UNCHANGED if data.is_superuser is msgspec.UNSET else data.is_superuser,
+        expected_version=expected_version,
+    )
+    return written(user_from_aggregate(result.aggregate), result)

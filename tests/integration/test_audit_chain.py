@@ -41,7 +41,7 @@ def sealed(components: Components) -> Iterator[Components]:
     identity = components.identity
     for name in ("alice", "bob", "carol"):
         user = register(identity, name)
-        identity.update_profile(user.id, full_name=f"{name} Changed")
+        identity.update_user(user.id, full_name=f"{name} Changed")
         identity.issue_api_key(user.id, name="ci", permissions={"users:read": True})
     sealer_of(components).catch_up()
     yield components
@@ -295,7 +295,7 @@ def test_concurrent_writers_never_leave_an_event_behind_the_sealed_head(componen
     def write(worker: int) -> None:
         for i in range(8):
             user = register(components.identity, f"w{worker}u{i}")
-            components.identity.update_profile(user.id, full_name="x")
+            components.identity.update_user(user.id, full_name="x")
 
     follower = threading.Thread(target=keep_sealing)
     follower.start()

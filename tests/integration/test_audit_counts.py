@@ -52,7 +52,7 @@ def test_counts_match_scans_live_and_after_a_rebuild(components: Components) -> 
     for n in range(4):
         user = register(identity, f"user{n}")
         with acting_as(AuditContext(actor_id=admin.id, actor_type="user", request_id=f"r{n}")):
-            identity.update_profile(user.id, full_name=f"Name {n}")
+            identity.update_user(user.id, full_name=f"Name {n}")
             identity.issue_api_key(user.id, name="k", permissions={"users:read": True})
         with pytest.raises(AuthenticationError):
             identity.authenticate(f"user{n}", "wrong-" + STRONG_PASSWORD)

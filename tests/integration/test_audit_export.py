@@ -36,7 +36,7 @@ def ledger(components: Components) -> Iterator[Components]:
     ):
         for name in ("alice", "bob"):
             user = register(identity, name)
-            identity.update_profile(user.id, full_name=f"{name} Renamed")
+            identity.update_user(user.id, full_name=f"{name} Renamed")
     with pytest.raises(AuthenticationError):
         identity.authenticate("alice", "wrong-" + STRONG_PASSWORD)
     project_all(components)

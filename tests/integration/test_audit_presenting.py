@@ -17,7 +17,7 @@ def test_one_query_fetches_every_key_a_page_needs(components: Components) -> Non
     for n in range(6):
         user = register(components.identity, f"user{n}")
         with acting_as(AuditContext(actor_id=user.id, actor_type="user", ip_address=f"198.51.100.{n}")):
-            components.identity.update_profile(user.id, full_name=f"Name {n}")
+            components.identity.update_user(user.id, full_name=f"Name {n}")
     project_all(components)
     with components.engine.connect() as conn:
         rows = list_entries(conn, AuditFilter(), limit=100)

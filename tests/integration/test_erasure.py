@@ -44,7 +44,7 @@ def test_erased_user_reads_as_erased_everywhere_and_events_stay(components: Comp
         identity.authenticate("alice", STRONG_PASSWORD)
     with user_context(alice.id, ip=IP):
         for n in range(55):  # a snapshot (interval 50) now holds her personal data too
-            identity.update_profile(alice.id, full_name=f"{NAME} {n}")
+            identity.update_user(alice.id, full_name=f"{NAME} {n}")
         key = identity.issue_api_key(alice.id, name="laptop", permissions={"users:read": True})
     admin = register(identity, "root", is_superuser=True)
 

@@ -163,7 +163,7 @@ def test_every_committed_event_is_projected_exactly_once_despite_delays_and_roll
                         continue  # rolled back: this user does not exist
                     for k in range(UPDATES_PER_USER):
                         with user_context(registered.id):
-                            attempt(identity.update_profile, registered.id, full_name=f"Name {k}")
+                            attempt(identity.update_user, registered.id, full_name=f"Name {k}")
                         time.sleep(pause.uniform(0, 0.005))
             except BaseException as error:  # reported by the main thread
                 failures.append(error)

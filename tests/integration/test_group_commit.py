@@ -118,7 +118,7 @@ def test_concurrent_commands_commit_in_groups_each_with_its_own_position(postgre
     rounds = 8
 
     outcomes = in_threads(
-        THREADS, lambda i: [identity.update_profile(users[i], full_name=f"Name {k}") for k in range(rounds)]
+        THREADS, lambda i: [identity.update_user(users[i], full_name=f"Name {k}") for k in range(rounds)]
     )
 
     assert not [o for o in outcomes if isinstance(o, Exception)], outcomes

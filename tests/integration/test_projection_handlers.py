@@ -24,8 +24,8 @@ def test_users_rows_follow_the_user_events(components: Components) -> None:
         identity.authenticate("alice", STRONG_PASSWORD)
     bob = register(identity, "bob")
     identity.verify_user(alice.id)
-    identity.update_profile(alice.id, full_name="Alice Roe")
-    identity.change_email(alice.id, "alice@new.example")
+    identity.update_user(alice.id, full_name="Alice Roe")
+    identity.update_user(alice.id, email="alice@new.example")
     for _ in range(5):  # counted failures lock bob
         with pytest.raises(AuthenticationError):
             identity.authenticate("bob", "wrong")

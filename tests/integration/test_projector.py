@@ -76,7 +76,7 @@ def test_rebuild_while_reading_never_shows_a_partial_table(components: Component
     users = [register(identity, f"user{n}") for n in range(30)]
     for user in users[:10]:
         for k in range(20):
-            identity.update_profile(user.id, full_name=f"Name {k}")
+            identity.update_user(user.id, full_name=f"Name {k}")
     projection = components.projections["users"]
     ProjectionRunner(projection, identity, engine).catch_up(1)
 

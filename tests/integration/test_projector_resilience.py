@@ -104,7 +104,7 @@ def write_some(identity: Identity, prefix: str, users: int = 3) -> None:
     for n in range(users):
         user = register(identity, f"{prefix}{n}")
         with user_context(user.id):
-            identity.update_profile(user.id, full_name=f"{prefix.title()} {n}")
+            identity.update_user(user.id, full_name=f"{prefix.title()} {n}")
             key = identity.issue_api_key(user.id, name="ci", permissions={"users:read": True})
             identity.record_api_key_usage(
                 key.result.id, count=2, last_used_at=datetime.now(UTC), last_used_ip="203.0.113.9"

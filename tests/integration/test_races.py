@@ -66,7 +66,7 @@ def test_an_email_taken_between_read_and_append_is_a_uniqueness_error_even_with_
 
     identity._claim = claim_then_rival_commits  # type: ignore[method-assign]
     with pytest.raises(EmailTakenError):
-        identity.change_email(alice.id, "wanted@example.com", expected_version=1)
+        identity.update_user(alice.id, email="wanted@example.com", expected_version=1)
     assert rivals and identity.get_user(alice.id).version == 1
 
 

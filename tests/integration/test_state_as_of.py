@@ -19,7 +19,7 @@ def test_as_of_every_moment_matches_the_state_recorded_then(components: Componen
     user_id = register(identity, "alice").id
     seen = {}  # version -> the time of its event
     for n in range(CHANGES):
-        identity.update_profile(user_id, full_name=f"Alice {n}")
+        identity.update_user(user_id, full_name=f"Alice {n}")
     for event in identity.events.get(user_id):
         seen[event.originator_version] = event.timestamp
     names = {v: identity.get_user(user_id, version=v).full_name.value for v in seen}  # type: ignore[union-attr]

@@ -50,7 +50,7 @@ def test_deleted_user_keeps_username_and_email_reserved(components: Components) 
     alice = register(identity, "alice")
     identity.delete_user(alice.id)
     with pytest.raises(UserDeletedError):
-        identity.update_profile(alice.id, full_name="New")
+        identity.update_user(alice.id, full_name="New")
     with pytest.raises(UsernameTakenError):
         register(identity, "Alice", email="new@example.com")
     with pytest.raises(EmailTakenError):
@@ -64,15 +64,15 @@ def test_changing_email_frees_the_old_address(components: Components) -> None:
     alice = register(identity, "alice")
     register(identity, "bob")
     with pytest.raises(EmailTakenError):
-        identity.change_email(alice.id, "BOB@example.com")
-    identity.change_email(alice.id, "alice@new.example")
+        identity.update_user(alice.id, email="BOB@example.com")
+    identity.update_user(alice.id, email="alice@new.example")
     assert identity.get_user(alice.id).email_address == "alice@new.example"
     assert identity.find_user_id("alice@new.example") == alice.id
     carol = register(identity, "carol", email="alice@example.com")  # the old address is free
     assert identity.find_user_id("alice@example.com") == carol.id
-    identity.change_email(alice.id, "alice@example.org")
+    identity.update_user(alice.id, email="alice@example.org")
     with pytest.raises(EmailTakenError):
-        identity.change_email(carol.id, "Alice@Example.org")
+        identity.update_user(carol.id, email="Alice@Example.org")
 
 
 def test_state_conflicts_are_refused_and_store_nothing(components: Components) -> None:
@@ -104,7 +104,7 @@ def test_two_writers_on_one_aggregate_one_conflict_nothing_lost(components: Comp
     )
     # A client naming the version it saw gets a precondition failure...
     with pytest.raises(VersionMismatchError):
-        identity.update_profile(alice.id, full_name="Stale", expected_version=1)
+        identity.update_user(alice.id, full_name="Stale", expected_version=1)
     # ...a command without one is retried on fresh state, so both changes are kept.
     identity.deactivate_user(alice.id)
     stored = identity.get_user(alice.id)
@@ -123,7 +123,7 @@ def test_state_at_every_earlier_version_equals_what_it_was(components: Component
 
     remember()
     for n in range(60):  # past the snapshot interval (50): the rebuild starts from a snapshot
-        identity.update_profile(alice.id, full_name=f"Name {n}")
+        identity.update_user(alice.id, full_name=f"Name {n}")
         if n % 7 == 0:
             identity.deactivate_user(alice.id)
             remember()

@@ -1,11 +1,25 @@
-"""API-key scopes: which may be stored (validate_permissions) and what they grant (grants)."""
+"""API-key scopes: which may be stored (validate_permissions), what they grant (grants), and what
+a credential may hand out (check_within)."""
 
 from __future__ import annotations
 
 import pytest
 
-from domain.errors import InvalidValueError, ScopeNotAllowedError, UnknownScopeError
-from domain.scopes import ADMIN_ONLY, EXACT_SCOPES, KNOWN_SCOPES, grants, validate_permissions
+from domain.errors import (
+    InvalidValueError,
+    ScopeBeyondCredentialError,
+    ScopeNotAllowedError,
+    UnknownScopeError,
+)
+from domain.scopes import (
+    ADMIN_ONLY,
+    EXACT_SCOPES,
+    KNOWN_SCOPES,
+    Credential,
+    check_within,
+    grants,
+    validate_permissions,
+)
 
 ALL_EXACT = sorted(EXACT_SCOPES)
 REGULAR_SCOPES = ["users:read", "users:write", "api_keys:read", "api_keys:write"]
@@ -152,3 +166,67 @@ def test_a_regular_owners_key_never_grants_an_admin_only_scope(stored: str, requ
 @pytest.mark.parametrize("scope", REGULAR_SCOPES)
 def test_a_regular_owner_keeps_the_regular_scopes_they_hold(scope: str) -> None:
     assert grants({scope: True}, scope, owner_is_superuser=False) is True
+
+
+# ---- check_within: a credential hands out only what it holds ------------------------------------
+
+
+def _granted_by(permissions: dict[str, bool], superuser: bool) -> set[str]:
+    return {scope for scope in KNOWN_SCOPES if grants(permissions, scope, owner_is_superuser=superuser)}
+
+
+@pytest.mark.parametrize("superuser", [False, True])
+@pytest.mark.parametrize(
+    "held", [*map(lambda s: {s: True}, sorted(KNOWN_SCOPES)), {}, {"users:read": True, "api_keys:*": True}]
+)
+@pytest.mark.parametrize(
+    "requested", [*map(lambda s: {s: True}, sorted(KNOWN_SCOPES)), {"users:read": True, "users:write": True}]
+)
+def test_a_key_may_be_asked_for_only_what_the_credential_grants(
+    held: dict[str, bool], requested: dict[str, bool], superuser: bool
+) -> None:
+    """Every pairing: allowed exactly when everything the requested map grants (wildcards
+    included, as wildcards) is granted by the credential."""
+    credential = Credential(holder_is_superuser=superuser, permissions=held)
+    allowed = _granted_by(requested, True) <= _granted_by(held, superuser)
+
+    if allowed:
+        check_within(credential, requested)
+    else:
+        with pytest.raises(ScopeBeyondCredentialError):
+            check_within(credential, requested)
+
+
+@pytest.mark.parametrize("requested", ["*", "admin", "users:*", "audit_logs:*"])
+def test_holding_every_exact_scope_is_not_holding_a_wildcard(requested: str) -> None:
+    """A wildcard also covers scopes added later: only a wildcard hands one out."""
+    every_exact = Credential(holder_is_superuser=True, permissions={scope: True for scope in EXACT_SCOPES})
+
+    with pytest.raises(ScopeBeyondCredentialError) as raised:
+        check_within(every_exact, {requested: True})
+
+    assert raised.value.scope == requested and isinstance(raised.value, ScopeNotAllowedError)
+
+
+def test_scopes_asked_for_as_false_need_nothing() -> None:
+    check_within(Credential(holder_is_superuser=False, permissions={}), {"users:read": False, "*": False})
+
+
+def test_unknown_scopes_are_left_to_validation() -> None:
+    """They are a 422 (validate_permissions), not a 403."""
+    check_within(Credential(holder_is_superuser=False, permissions={}), {"users:fly": True})
+
+
+@pytest.mark.parametrize("scope", sorted(KNOWN_SCOPES))
+def test_an_access_token_carries_its_holders_rights(scope: str) -> None:
+    check_within(Credential(holder_is_superuser=True), {scope: True})
+    regular = Credential(holder_is_superuser=False)
+    if scope in ADMIN_ONLY:
+        with pytest.raises(ScopeBeyondCredentialError):
+            check_within(regular, {scope: True})
+    else:
+        check_within(regular, {scope: True})
+
+
+def test_a_trusted_caller_is_limited_by_the_owners_role_only() -> None:
+    check_within(None, {"*": True})
