@@ -9,26 +9,10 @@ import threading
 import time
 from collections.abc import Callable
 
-import psycopg
-import sqlalchemy.exc
-from eventsourcing.persistence import InterfaceError, OperationalError
+from eventstore.database import DATABASE_UNAVAILABLE
 
-try:
-    from psycopg_pool import PoolTimeout
-except ImportError:  # pragma: no cover - psycopg_pool is a dependency
-    PoolTimeout = TimeoutError  # type: ignore[misc, assignment]
-
+__all__ = ["DATABASE_UNAVAILABLE", "DatabaseBreaker"]
 logger = logging.getLogger("ledgerline.api")
-
-DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
-    OperationalError,
-    InterfaceError,
-    psycopg.OperationalError,
-    psycopg.InterfaceError,
-    sqlalchemy.exc.OperationalError,
-    sqlalchemy.exc.InterfaceError,
-    PoolTimeout,
-)
 
 
 class DatabaseBreaker:

@@ -55,7 +55,7 @@ def _trusted(address: str, trusted: Sequence[Any]) -> bool:
     return any(ip in network for network in trusted)
 
 
-UNGUARDED = ("/health", "/live", "/ready", "/schema")
+UNGUARDED = ("/health", "/live", "/ready", "/api/v1/health", "/api/v1/live", "/api/v1/ready", "/schema")
 
 
 def request_context_middleware(

@@ -8,9 +8,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+import psycopg
 import sqlalchemy as sa
+import sqlalchemy.exc
+from eventsourcing.persistence import InterfaceError, OperationalError
+from psycopg_pool import PoolTimeout
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
+
+# What "the database is unreachable" looks like from each library: worth waiting and retrying
+# (the API answers 503, projectors back off), never a verdict on the data being written.
+DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OperationalError,
+    InterfaceError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,  # SQLAlchemy's own pool ran dry waiting for a connection
+    PoolTimeout,
+)
 
 
 class DatabaseUrlError(ValueError):

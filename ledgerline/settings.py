@@ -41,6 +41,8 @@ class Settings:
     checkpoint_seconds: int
     aggregate_cache: int
     workers: int
+    ready_max_lag: int
+    ready_stall_seconds: int
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -94,6 +96,8 @@ class Settings:
             checkpoint_seconds=number("CHECKPOINT_SECONDS", 60, 1, 24 * 3600),
             aggregate_cache=number("AGGREGATE_CACHE", 10_000, 0, 10_000_000),
             workers=number("WORKERS", 1, 1, 64),
+            ready_max_lag=number("READY_MAX_LAG", 1000, 0, 1_000_000_000),
+            ready_stall_seconds=number("READY_STALL_SECONDS", 30, 1, 24 * 3600),
         )
 
 

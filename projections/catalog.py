@@ -36,6 +36,24 @@ tracking = sa.Table(
 )
 
 
+# The event a follower (a projection, or the audit sealer) cannot apply, one row per follower:
+# written by the failing worker in its own short transaction, removed once it moves past it.
+failures = sa.Table(
+    "projection_failures",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("position", sa.BigInteger(), nullable=False),
+    sa.Column("error_type", sa.String(100), nullable=False),
+    sa.Column("sqlstate", sa.String(5), nullable=True),
+    sa.Column("first_failed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_attempt_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+)
+# Followers without generations (the audit sealer) keep their tracking row at generation 0:
+# when it last moved, so readiness can tell "behind and not moving" for them too.
+NO_GENERATION = 0
+
+
 class TrackingConflictError(RuntimeError):
     """Another worker advanced this generation first; this batch was rolled back."""
 
@@ -82,6 +100,80 @@ def advance(conn: Connection, name: str, generation: int, expected: int, new: in
     ).rowcount
     if moved != 1:
         raise TrackingConflictError(f"{name} generation {generation} is no longer at {expected}")
+
+
+def note_progress(engine: Engine, name: str, position: int) -> None:
+    """Record that a follower without generations reached ``position`` now."""
+    now = datetime.now(UTC)
+    with writing(engine) as conn:
+        moved = conn.execute(
+            tracking.update()
+            .where(tracking.c.name == name, tracking.c.generation == NO_GENERATION)
+            .values(position=position, updated_at=now)
+        ).rowcount
+        if not moved:
+            conn.execute(
+                tracking.insert().values(
+                    name=name, generation=NO_GENERATION, position=position, updated_at=now
+                )
+            )
+
+
+def moved_at(conn: Connection, name: str, generation: int) -> datetime | None:
+    """When this generation's position last changed (None if it never did)."""
+    return _utc(
+        conn.execute(
+            sa.select(tracking.c.updated_at).where(
+                tracking.c.name == name, tracking.c.generation == generation
+            )
+        ).scalar_one_or_none()
+    )
+
+
+def record_failure(engine: Engine, name: str, position: int, error_type: str, sqlstate: str | None) -> int:
+    """Count one more failed attempt at ``position`` (a new position starts over); returns the
+    attempts so far."""
+    now = datetime.now(UTC)
+    with writing(engine) as conn:
+        row = conn.execute(sa.select(failures).where(failures.c.name == name)).first()
+        if row is not None and row.position == position:
+            attempts = row.attempts + 1
+            conn.execute(
+                failures.update()
+                .where(failures.c.name == name)
+                .values(error_type=error_type, sqlstate=sqlstate, last_attempt_at=now, attempts=attempts)
+            )
+            return int(attempts)
+        conn.execute(failures.delete().where(failures.c.name == name))
+        conn.execute(
+            failures.insert().values(
+                name=name,
+                position=position,
+                error_type=error_type,
+                sqlstate=sqlstate,
+                first_failed_at=now,
+                last_attempt_at=now,
+                attempts=1,
+            )
+        )
+        return 1
+
+
+def clear_failure(engine: Engine, name: str, reached: int) -> None:
+    """Forget a failure the follower has moved past (``reached`` is where it stands now)."""
+    with writing(engine) as conn:
+        conn.execute(failures.delete().where(failures.c.name == name, failures.c.position <= reached))
+
+
+def failures_by_name(conn: Connection) -> dict[str, sa.Row]:
+    return {row.name: row for row in conn.execute(sa.select(failures))}
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; every moment here was written in UTC."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
 
 
 def begin_rebuild(engine: Engine, projection: Projection) -> int:

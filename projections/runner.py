@@ -1,18 +1,68 @@
 """One projection's batch step: read the notifications after a generation's position, decode the
-ones it cares about, write their effect and the new position in one transaction."""
+ones it cares about, write their effect and the new position in one transaction.
+
+An event the projection cannot apply (a value its tables cannot hold, a bug) must not hide in a
+failing batch: the batch is retried one event per transaction, so everything before the culprit
+is applied and the culprit is named by its position. The error is reduced to its type (and
+SQLSTATE): the text of a database error carries the statement's parameters, personal data included.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
+import sqlalchemy.exc
 from sqlalchemy.engine import Engine
 
-from eventstore.database import writing
+from eventstore.database import DATABASE_UNAVAILABLE, writing
 from eventstore.identity import Identity
 from projections import catalog
 from projections.base import Positioned, Projection
 
 DEFAULT_BATCH = 500
+SQLSTATE = re.compile(r"^[0-9A-Z]{5}$")
+# Not a verdict on an event: the database is away, or another worker moved the position first.
+NOT_THE_EVENT: tuple[type[BaseException], ...] = (*DATABASE_UNAVAILABLE, catalog.TrackingConflictError)
+
+
+@dataclass(frozen=True)
+class ErrorSummary:
+    """What may be said of an error anywhere (logs, tables, responses): its type and SQLSTATE."""
+
+    error_type: str
+    sqlstate: str | None = None
+
+    @classmethod
+    def of(cls, error: BaseException) -> ErrorSummary:
+        cause: BaseException = error
+        if isinstance(error, sqlalchemy.exc.StatementError) and isinstance(error.orig, BaseException):
+            cause = error.orig  # what the driver (or a bind processor) raised
+        sqlstate = getattr(cause, "sqlstate", None) or getattr(cause.__cause__, "sqlstate", None)
+        valid = isinstance(sqlstate, str) and SQLSTATE.match(sqlstate)
+        return cls(type(cause).__name__[:100], sqlstate if valid else None)
+
+    def __str__(self) -> str:
+        return self.error_type + (f", SQLSTATE {self.sqlstate}" if self.sqlstate else "")
+
+
+class EventNotApplicableError(RuntimeError):
+    """``projection`` cannot apply the event at ``position``. Raised without its cause, whose text
+    may hold personal data."""
+
+    def __init__(self, projection: str, position: int, error: ErrorSummary) -> None:
+        super().__init__(f"{projection} cannot apply the event at position {position} ({error})")
+        self.projection, self.position, self.error = projection, position, error
+
+    @property
+    def error_type(self) -> str:
+        return self.error.error_type
+
+    @property
+    def sqlstate(self) -> str | None:
+        return self.error.sqlstate
 
 
 class ProjectionRunner:
@@ -23,23 +73,32 @@ class ProjectionRunner:
         self.identity = identity
         self.engine = engine
         self.batch_size = batch_size
+        self.position: int | None = None  # where the last batch left the generation
         self._tables: dict[int, list] = {}
 
     def run_batch(self, generation: int) -> int:
         """Apply the next batch to ``generation``; returns how many notifications it consumed
-        (relevant or not: the position always moves past everything read)."""
+        (relevant or not: the position always moves past everything read). Raises
+        ``EventNotApplicableError`` after applying every event before the one that fails."""
         with self.engine.connect() as conn:
             start = catalog.position(conn, self.projection.name, generation)
+        self.position = start
         notifications = self.identity.recorder.select_notifications(
             start, self.batch_size, inclusive_of_start=False
         )
         if not notifications:
             return 0
-        topics, decode = self.projection.topics, self.identity.mapper.to_domain_event
-        events = [Positioned(n.id, decode(n)) for n in notifications if n.topic in topics]
-        with writing(self.engine) as conn:
-            self.projection.apply(conn, self._tables_of(generation), events)
-            catalog.advance(conn, self.projection.name, generation, start, notifications[-1].id)
+        try:
+            events = [self._decode(n) for n in notifications if n.topic in self.projection.topics]
+            self._write(generation, start, notifications[-1].id, events)
+            applied = True
+        except NOT_THE_EVENT:
+            raise
+        except Exception:  # some event of the batch: found below, outside this handler, so the
+            applied = False  # error raised then does not carry this one (and its text) along
+        if not applied:
+            self._one_by_one(generation, start, notifications)
+        self.position = notifications[-1].id
         return len(notifications)
 
     def catch_up(self, generation: int, *, progress: Callable[[int], None] | None = None) -> int:
@@ -50,6 +109,38 @@ class ProjectionRunner:
             if progress:
                 progress(consumed)
         return total
+
+    def _one_by_one(self, generation: int, start: int, notifications: Sequence[Any]) -> None:
+        position, failure = start, None
+        for notification in notifications:
+            if notification.topic not in self.projection.topics:
+                continue
+            try:
+                self._write(generation, position, notification.id, [self._decode(notification)])
+            except NOT_THE_EVENT:
+                raise
+            except Exception as error:
+                failure = ErrorSummary.of(error)  # the error itself stays here, with its text
+                break
+            position = notification.id
+        if failure is None:  # the batch failed, each of its events alone did not
+            if position < notifications[-1].id:
+                self._write(generation, position, notifications[-1].id, [])
+            return
+        before = max((n.id for n in notifications if n.id < notification.id), default=start)
+        if before > position:  # what lies between the last applied event and the culprit is done
+            self._write(generation, position, before, [])
+        self.position = before
+        raise EventNotApplicableError(self.projection.name, notification.id, failure)
+
+    def _decode(self, notification: Any) -> Positioned:
+        return Positioned(notification.id, self.identity.mapper.to_domain_event(notification))
+
+    def _write(self, generation: int, start: int, end: int, events: Sequence[Positioned]) -> None:
+        with writing(self.engine) as conn:
+            if events:
+                self.projection.apply(conn, self._tables_of(generation), events)
+            catalog.advance(conn, self.projection.name, generation, start, end)
 
     def _tables_of(self, generation: int) -> list:
         if generation not in self._tables:

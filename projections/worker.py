@@ -2,8 +2,14 @@
 
 On PostgreSQL one worker per projection is active (a session advisory lock); others wait as hot
 standbys and take over when the holder's connection goes. New events wake workers through the
-library's NOTIFY; a short poll covers SQLite and missed notifications. A lost database is
-retried with capped exponential backoff; ``stop`` ends each worker after its current batch.
+library's NOTIFY; a short poll covers SQLite and missed notifications. ``stop`` ends each worker
+after its current batch.
+
+Two kinds of trouble, both retried with capped exponential backoff: the database is away (short
+waits: it is usually back soon), or an event cannot be applied (longer waits: it takes a fix and a
+deploy). The second is recorded in ``projection_failures`` for every process to see, and cleared
+once the worker moves past the event. Log lines name the follower, the position and the error's
+type, never the error's text: a database error's text holds the statement's parameters.
 """
 
 from __future__ import annotations
@@ -14,19 +20,36 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import psycopg
 from sqlalchemy.engine import Engine
 
-from eventstore.audit_chain.sealer import ChainSealer
-from eventstore.database import Database
+from eventstore.audit_chain.records import read_records
+from eventstore.audit_chain.sealer import ChainSealer, sealed_head
+from eventstore.database import DATABASE_UNAVAILABLE, Database
 from eventstore.identity import Identity
 from projections import catalog
 from projections.base import Projection
-from projections.runner import ProjectionRunner
+from projections.runner import NOT_THE_EVENT, ErrorSummary, EventNotApplicableError, ProjectionRunner
 
 logger = logging.getLogger("ledgerline.projector")
-MAX_BACKOFF = 10.0
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Waits between retries: ``first``, then doubling, never more than ``cap`` seconds."""
+
+    first: float
+    cap: float
+
+    def after(self, previous: float | None) -> float:
+        return self.first if previous is None else min(max(previous * 2, self.first), self.cap)
+
+
+OUTAGE_BACKOFF = Backoff(first=0.1, cap=10.0)
+FAILURE_BACKOFF = Backoff(first=1.0, cap=60.0)
+PROGRESS_EVERY = 1.0  # seconds between two progress notes of a follower without generations
 
 
 class FollowingWorker(threading.Thread):
@@ -36,7 +59,8 @@ class FollowingWorker(threading.Thread):
 
     def __init__(
         self, label: str, engine: Engine, database: Database, stop: threading.Event, *,
-        poll_interval: float, batch_size: int,
+        poll_interval: float, batch_size: int, failure_backoff: Backoff = FAILURE_BACKOFF,
+        outage_backoff: Backoff = OUTAGE_BACKOFF,
     ) -> None:  # fmt: skip
         super().__init__(name=f"projector-{label}", daemon=True)
         self.label = label
@@ -45,10 +69,17 @@ class FollowingWorker(threading.Thread):
         self.stop = stop
         self.poll_interval = poll_interval
         self.batch_size = batch_size
+        self.failure_backoff = failure_backoff
+        self.outage_backoff = outage_backoff
         self.is_leader = threading.Event()
-        self.backoff = 0.1
+        self._delay: float | None = None  # the last wait between retries; None once a step works
+        self._failure_noted = True  # a failure may be on record from an earlier run (any process)
 
     def _step(self) -> int | None:
+        raise NotImplementedError
+
+    def _reached(self) -> int:
+        """The position this follower has applied everything up to."""
         raise NotImplementedError
 
     def _store_pool(self) -> object | None:
@@ -60,13 +91,46 @@ class FollowingWorker(threading.Thread):
                 with self._leadership() as still_leading:
                     if still_leading is not None:
                         self._follow(still_leading)
-            except Exception:
-                logger.warning("projection %s: lost the database; retrying in %.1fs",
-                               self.label, self.backoff, exc_info=True)  # fmt: skip
-                self._discard_dead_connections()
-                self.stop.wait(self.backoff)
-                self.backoff = min(self.backoff * 2, MAX_BACKOFF)
+            except EventNotApplicableError as failure:
+                self._cannot_apply(failure)
+            except Exception as error:
+                self._interrupted(error)
         logger.info("projection %s: stopped", self.label)
+
+    def _cannot_apply(self, failure: EventNotApplicableError) -> None:
+        self._delay = delay = self.failure_backoff.after(self._delay)
+        attempts = self._note_failure(failure)
+        logger.error(
+            "projection %s cannot apply the event at position %d (%s; attempt %s); retrying in %.2fs",
+            self.label, failure.position, failure.error, attempts or "?", delay,
+            extra={"projection": self.label, "position": failure.position, "error_type": failure.error_type,
+                   "sqlstate": failure.sqlstate, "attempts": attempts, "retry_in": delay},
+        )  # fmt: skip
+        self.stop.wait(delay)
+
+    def _note_failure(self, failure: EventNotApplicableError) -> int | None:
+        """Record the failure for every process to see (its own short transaction)."""
+        self._failure_noted = True
+        try:
+            return catalog.record_failure(
+                self.engine, self.label, failure.position, failure.error_type, failure.sqlstate
+            )
+        except Exception as error:  # the database may be away too: the next attempt records it
+            logger.warning(
+                "projection %s: could not record its failure (%s)", self.label, ErrorSummary.of(error)
+            )
+            return None
+
+    def _interrupted(self, error: Exception) -> None:
+        self._delay = delay = self.outage_backoff.after(self._delay)
+        what = "lost the database" if isinstance(error, DATABASE_UNAVAILABLE) else "was interrupted"
+        summary = ErrorSummary.of(error)
+        logger.warning(
+            "projection %s %s (%s); retrying in %.2fs", self.label, what, summary, delay,
+            extra={"projection": self.label, "error_type": summary.error_type, "retry_in": delay},
+        )  # fmt: skip
+        self._discard_dead_connections()
+        self.stop.wait(delay)
 
     def _discard_dead_connections(self) -> None:
         """After an outage the store's pool still holds dead connections, which it would test
@@ -75,8 +139,8 @@ class FollowingWorker(threading.Thread):
         if pool is not None:
             try:
                 pool.check()  # type: ignore[attr-defined]
-            except Exception:  # the database may still be away; the next attempt will tell
-                logger.debug("pool check failed", exc_info=True)
+            except Exception as error:  # the database may still be away; the next attempt will tell
+                logger.debug("pool check failed (%s)", ErrorSummary.of(error))
 
     def _follow(self, still_leading: Callable[[], object]) -> None:
         with self._wakeups() as wait_for_events:
@@ -87,7 +151,10 @@ class FollowingWorker(threading.Thread):
                 if consumed is None:
                     self.stop.wait(5)
                     continue
-                self.backoff = 0.1  # the database answers: the next outage starts from short waits
+                self._delay = None  # it works again: the next trouble starts from short waits
+                if self._failure_noted:
+                    catalog.clear_failure(self.engine, self.label, self._reached())
+                    self._failure_noted = False
                 applied += consumed
                 if time.monotonic() - since >= 10 and applied:
                     logger.info("projection %s: %d events in %.0fs", self.label, applied,
@@ -147,15 +214,18 @@ class ProjectionWorker(FollowingWorker):
         *,
         poll_interval: float = 0.2,
         batch_size: int = 500,
+        failure_backoff: Backoff = FAILURE_BACKOFF,
     ) -> None:
-        super().__init__(
-            projection.name, engine, database, stop, poll_interval=poll_interval, batch_size=batch_size
-        )
+        super().__init__(projection.name, engine, database, stop, poll_interval=poll_interval,
+                         batch_size=batch_size, failure_backoff=failure_backoff)  # fmt: skip
         self.projection = projection
         self.runner = ProjectionRunner(projection, identity, engine, batch_size=batch_size)
 
     def _store_pool(self) -> object | None:
         return getattr(getattr(self.runner.identity.recorder, "datastore", None), "pool", None)
+
+    def _reached(self) -> int:
+        return self.runner.position or 0
 
     def _step(self) -> int | None:
         with self.engine.connect() as conn:
@@ -169,15 +239,41 @@ class ProjectionWorker(FollowingWorker):
 
 
 class SealWorker(FollowingWorker):
-    """Extends the audit chain as events arrive (one active sealer, like a projection)."""
+    """Extends the audit chain as events arrive (one active sealer, like a projection). It notes
+    its progress in the catalog (at most every second) so readiness can tell when it stops."""
 
-    def __init__(self, sealer: ChainSealer, stop: threading.Event, *, poll_interval: float = 0.2) -> None:
-        super().__init__(sealer.name, sealer.engine, sealer.database, stop,
-                         poll_interval=poll_interval, batch_size=sealer.batch_size)  # fmt: skip
+    def __init__(
+        self, sealer: ChainSealer, stop: threading.Event, *, poll_interval: float = 0.2,
+        failure_backoff: Backoff = FAILURE_BACKOFF,
+    ) -> None:  # fmt: skip
+        super().__init__(sealer.name, sealer.engine, sealer.database, stop, poll_interval=poll_interval,
+                         batch_size=sealer.batch_size, failure_backoff=failure_backoff)  # fmt: skip
         self.sealer = sealer
+        self._noted_at = float("-inf")
+
+    def _reached(self) -> int:
+        with self.engine.connect() as conn:
+            return sealed_head(conn).position
 
     def _step(self) -> int:
-        return self.sealer.run_batch()
+        try:
+            sealed = self.sealer.run_batch()
+        except NOT_THE_EVENT:
+            raise
+        except Exception as error:  # named below, outside this handler: its text stays here
+            failure = ErrorSummary.of(error)
+        else:
+            if sealed and time.monotonic() - self._noted_at >= PROGRESS_EVERY:
+                catalog.note_progress(self.engine, self.label, self._reached())
+                self._noted_at = time.monotonic()
+            return sealed
+        raise EventNotApplicableError(self.label, self._first_unsealed(), failure)
+
+    def _first_unsealed(self) -> int:
+        with self.engine.connect() as conn:
+            head = sealed_head(conn).position
+            following = read_records(conn, self.database, head, 1)
+        return following[0].position if following else head + 1
 
 
 def start_workers(
@@ -186,14 +282,21 @@ def start_workers(
     engine: Engine,
     database: Database,
     stop: threading.Event,
+    *,
+    failure_backoff: Backoff = FAILURE_BACKOFF,
 ) -> list[ProjectionWorker]:
-    workers = [ProjectionWorker(p, identity, engine, database, stop) for p in projections]
+    workers = [
+        ProjectionWorker(p, identity, engine, database, stop, failure_backoff=failure_backoff)
+        for p in projections
+    ]
     for worker in workers:
         worker.start()
     return workers
 
 
-def start_sealer(sealer: ChainSealer, stop: threading.Event) -> SealWorker:
-    worker = SealWorker(sealer, stop)
+def start_sealer(
+    sealer: ChainSealer, stop: threading.Event, *, failure_backoff: Backoff = FAILURE_BACKOFF
+) -> SealWorker:
+    worker = SealWorker(sealer, stop, failure_backoff=failure_backoff)
     worker.start()
     return worker

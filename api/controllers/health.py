@@ -1,47 +1,88 @@
-"""Health routes (no authentication)."""
+"""Health routes (no authentication), at the root for probes and under ``/api/v1`` with the rest."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import anyio
 from litestar import Response, get
 
 from api.authorization import authorize
 from api.schemas import Health
 from api.services import Services
-from projections.read_side import status
+from projections.read_side import ProjectionStatus, chain_status, status
 
 
-@get("/health", sync_to_thread=False, guards=[authorize])
+@get(["/health", "/api/v1/health"], sync_to_thread=False, guards=[authorize])
 def health(services: Services) -> Health:
     return Health(status="ok", version=services.version)
 
 
-@get("/live", sync_to_thread=False, guards=[authorize])
+@get(["/live", "/api/v1/live"], sync_to_thread=False, guards=[authorize])
 def live() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/ready", sync_to_thread=True, guards=[authorize])
-def ready(services: Services) -> Response[dict[str, Any]]:
-    """Ready when the event store answers and every projection lags less than the bound."""
-    checks: dict[str, Any] = {}
+# Async around a thread rather than ``sync_to_thread``: Litestar wraps a sync handler once per
+# path, and the second path's handler would then be named "AsyncCallable" for the guard.
+@get(["/ready", "/api/v1/ready"], guards=[authorize])
+async def ready(services: Services) -> Response[dict[str, Any]]:
+    return await anyio.to_thread.run_sync(readiness, services)
+
+
+def readiness(services: Services) -> Response[dict[str, Any]]:
+    """Ready when the event store answers and no projection, nor the audit sealer, is failing on
+    an event, stalled, or further behind than the bound; ``failed`` names each check that is not."""
+    stall = services.ready_stall_seconds
     try:
-        projections = status(services.engine, services.identity)
-        checks["event_store"] = {"ok": True}
+        followers = status(services.engine, services.identity, stall_seconds=stall)
+        chain = chain_status(services.engine, services.identity, stall_seconds=stall)
     except Exception as error:  # any failure to reach the store means "not ready"
-        checks["event_store"] = {"ok": False, "error": type(error).__name__}
-        projections = []
-    checks["projections"] = [
-        {
-            "name": p.name,
-            "position": p.position,
-            "lag": p.lag_events,
-            "ok": p.lag_events <= services.ready_max_lag,
-        }
-        for p in projections
-    ]
-    ok = checks["event_store"]["ok"] and all(p["ok"] for p in checks["projections"])
+        store = {"name": "event_store", "ok": False, "reason": "unreachable", "error": type(error).__name__}
+        body = {"checks": {"event_store": store, "projections": [], "audit_chain": None}, "failed": [store]}
+        return Response({"status": "unavailable", **body}, status_code=503)
+    projections = [_check(p, services.ready_max_lag, stall) for p in followers]
+    sealer = _check(chain, services.ready_max_lag, stall)
+    failed = [check for check in (*projections, sealer) if not check["ok"]]
+    checks = {
+        "event_store": {"name": "event_store", "ok": True},
+        "projections": projections,
+        "audit_chain": sealer,
+    }
     return Response(
-        {"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503
+        {"status": "unavailable" if failed else "ok", "checks": checks, "failed": failed},
+        status_code=503 if failed else 200,
     )
+
+
+def _check(follower: ProjectionStatus, max_lag: int, stall_seconds: float) -> dict[str, Any]:
+    check: dict[str, Any] = {
+        "name": follower.name,
+        "position": follower.position,
+        "lag": follower.lag_events,
+        "lag_seconds": round(follower.lag_seconds, 1),
+        "state": follower.state,
+        "ok": True,
+    }
+    reason = follower.problem(max_lag)
+    if reason is None:
+        return check
+    check.update(ok=False, reason=reason)
+    failure = follower.failure
+    if failure is not None:
+        check["failure"] = {
+            "position": failure.position,
+            "error_type": failure.error_type,
+            "sqlstate": failure.sqlstate,
+            "attempts": failure.attempts,
+            "first_failed_at": failure.first_failed_at.isoformat(),
+            "last_attempt_at": failure.last_attempt_at.isoformat(),
+        }
+        check["detail"] = f"cannot apply the event at position {failure.position} ({failure.error_type})"
+    elif reason == "stalled":
+        check["detail"] = (
+            f"{follower.lag_events} events behind and not moving for {stall_seconds:g} s or more"
+        )
+    else:
+        check["detail"] = f"{follower.lag_events} events behind, more than the bound of {max_lag}"
+    return check

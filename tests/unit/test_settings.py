@@ -63,6 +63,14 @@ def test_values_are_read_from_the_environment() -> None:
     assert settings.login_rate_limit == 0
 
 
+def test_readiness_bounds_default_to_the_contract_and_are_read_from_the_environment() -> None:
+    defaults = Settings.from_env({})
+    assert (defaults.ready_stall_seconds, defaults.ready_max_lag) == (30, 1000)
+
+    settings = Settings.from_env({"LEDGERLINE_READY_STALL_SECONDS": "5", "LEDGERLINE_READY_MAX_LAG": "0"})
+    assert (settings.ready_stall_seconds, settings.ready_max_lag) == (5, 0)
+
+
 def test_blank_values_mean_the_default() -> None:
     settings = Settings.from_env({"LEDGERLINE_PORT": "  ", "LEDGERLINE_DATABASE_URL": ""})
 
@@ -91,6 +99,8 @@ def test_a_non_numeric_number_is_refused_with_its_name(raw: str) -> None:
         ("LOCKOUT_SECONDS", "0"),
         ("POOL_SIZE", "201"),
         ("LOGIN_RATE_LIMIT", "-1"),
+        ("READY_STALL_SECONDS", "0"),
+        ("READY_MAX_LAG", "-1"),
     ],
 )
 def test_an_out_of_range_number_is_refused_with_its_name(name: str, raw: str) -> None:
