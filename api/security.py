@@ -22,7 +22,6 @@ from uuid import UUID
 
 from api.tokens import AccessTokens
 from domain.errors import AuthenticationError
-from domain.scopes import ADMIN_ONLY, grants
 from eventstore.api_key_tokens import PRODUCT_PREFIX, digest_of, is_well_formed
 from eventstore.identity import Identity
 
@@ -37,15 +36,7 @@ class Principal:
     credential_type: str  # "api_key" | "access_token"
     credential_id: UUID
     permissions: Mapping[str, bool] | None  # None: the user's full rights (access tokens)
-
-    def may(self, scope: str) -> bool:
-        if self.permissions is None:
-            return self.is_superuser or scope not in ADMIN_ONLY
-        return grants(self.permissions, scope, owner_is_superuser=self.is_superuser)
-
-    def reaches_user(self, user_id: UUID, scope: str) -> bool:
-        """Self always; anyone else only as an admin whose credential holds ``scope``."""
-        return self.user_id == user_id or (self.is_superuser and self.may(scope))
+    # What it may do and whose resources it reaches: api.authorization (domain.scopes.Credential).
 
 
 @dataclass
