@@ -11,6 +11,10 @@ bypassing every check of the API edge: an old event in the store, or a bug.
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -27,6 +31,7 @@ from litestar.testing import TestClient
 from domain.api_keys import ApiKey
 from domain.users import User
 from domain.values import PersonalData
+from eventstore.audit_chain.sealer import ChainSealer
 from eventstore.passwords import Passwords
 from ledgerline.bootstrap import Components, build, build_app
 from ledgerline.cli import cli
@@ -43,6 +48,7 @@ FULL_NAME = "Vic Secret-Person"
 FAR_FUTURE = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone(timedelta(hours=-14)))  # past 9999 in UTC
 RETRY = Backoff(first=0.01, cap=0.08)
 READY_PATHS = ("/ready", "/api/v1/ready")
+LEDGERLINE = str(Path(sys.executable).with_name("ledgerline"))
 
 
 def wait_until(condition: Callable[[], Any], timeout: float = 20, interval: float = 0.02) -> Any:
@@ -319,3 +325,75 @@ def test_a_projection_further_behind_than_the_bound_is_not_ready_at_once(
             assert reasons == dict.fromkeys(["api_keys", "audit_chain", "audit_log", "users"], "lagging")
     finally:
         components.close()
+
+
+def test_a_real_projector_process_reports_its_poison_event_to_other_processes(
+    pg_database: str, tmp_path: Path, fast_passwords: Passwords
+) -> None:
+    """`ledgerline project` as operators run it (JSON logs on stderr), `projections status` and
+    `/ready` from other processes, on PostgreSQL."""
+    components = build(
+        settings_for(pg_database, tmp_path, LEDGERLINE_POOL_SIZE="3"), init=True, passwords=fast_passwords
+    )
+    env = {**os.environ, **settings_env(pg_database, tmp_path)}
+    log_path = tmp_path / "project.log"
+    try:
+        poison = append_poison(components)
+        with log_path.open("wb") as log:
+            process = subprocess.Popen([LEDGERLINE, "project"], env=env, stdout=log, stderr=log)
+            try:
+                wait_until(lambda: all(failure_of(components, name) for name in poison), timeout=60)
+                shown = subprocess.run(
+                    [LEDGERLINE, "projections", "status"], env=env, capture_output=True, text=True, timeout=60
+                )
+                assert shown.returncode == 0, shown.stderr
+                for name, position in poison.items():
+                    line = next(line for line in shown.stdout.splitlines() if line.startswith(name))
+                    assert "failing" in line and f"position {position}" in line, line
+                for status_code, body in ready_bodies(components):
+                    assert status_code == 503
+                    assert {c["name"] for c in body["failed"]} == set(poison)
+            finally:
+                process.send_signal(signal.SIGTERM)
+                assert process.wait(timeout=30) == 0
+        logged = log_path.read_text()
+        assert "cannot apply the event at position" in logged
+        assert EMAIL not in logged and FULL_NAME not in logged and "victim.secret" not in logged
+    finally:
+        components.close()
+
+
+def test_an_audit_sealer_that_cannot_seal_is_reported_like_a_projection(
+    components: Components,
+    caplog: pytest.LogCaptureFixture,
+    running: Callable[..., Running],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    first = register(components.identity, "victim", email=EMAIL, full_name=FULL_NAME).position
+
+    def broken(self: ChainSealer) -> int:
+        raise ValueError(f"cannot seal the record of {EMAIL}")
+
+    monkeypatch.setattr(ChainSealer, "run_batch", broken)
+    running(components, ())
+    failure = wait_until(lambda: failure_of_chain(components))
+    assert (failure.position, failure.error_type) == (first_position(components), "ValueError")
+    assert first_position(components) <= first
+    for status_code, body in ready_bodies(components):
+        assert status_code == 503
+        assert [(c["name"], c["reason"]) for c in body["failed"]] == [("audit_chain", "failing")]
+    assert EMAIL not in logged_text(caplog.records)
+
+    monkeypatch.undo()  # the fix is deployed: it seals everything and the failure clears
+    head = components.identity.head_position()
+    wait_until(lambda: read_side.chain_status(components.engine, components.identity).position >= head)
+    wait_until(lambda: failure_of_chain(components) is None)
+
+
+def failure_of_chain(components: Components) -> read_side.Failure | None:
+    return read_side.chain_status(components.engine, components.identity).failure
+
+
+def first_position(components: Components) -> int:
+    return components.identity.recorder.select_notifications(1, 1)[0].id
