@@ -26,7 +26,7 @@ from api.context import AUTH_ERROR, PRINCIPAL
 from api.schemas import UpdateMe
 from api.security import Principal
 from domain.errors import ApiKeyNotFoundError, AuthenticationError, UserNotFoundError
-from domain.scopes import Credential
+from domain.scopes import Credential, check_within
 
 
 class Owner(Enum):
@@ -52,6 +52,7 @@ class Needs:
 
 
 PUBLIC = None
+EVERYTHING = {"*": True}
 _USER = Owner.USER_IN_PATH
 _KEY = Owner.KEY_IN_PATH
 ROUTES: dict[str, Needs | None] = {
@@ -154,6 +155,14 @@ def refuse_privileged_fields(principal: Principal, change: UpdateMe) -> None:
         raise PermissionDeniedException("is_active and is_verified change through their own routes")
     if change.is_superuser is not msgspec.UNSET and not principal.is_superuser:
         raise PermissionDeniedException("only admins may change is_superuser")
+    if change.is_superuser is True:
+        check_may_make_superuser(principal)
+
+
+def check_may_make_superuser(principal: Principal) -> None:
+    """A superuser holds every scope, so making one hands out everything: the credential in hand
+    must grant everything too (an admin's access token, or a key holding ``*`` or ``admin``)."""
+    check_within(credential_of(principal), EVERYTHING)
 
 
 def _require(principal: Principal, scope: str | None) -> None:

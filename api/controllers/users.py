@@ -9,7 +9,7 @@ import msgspec
 from litestar import Controller, Response, delete, get, patch, post
 from litestar.params import Parameter
 
-from api.authorization import authorize, refuse_privileged_fields
+from api.authorization import authorize, check_may_make_superuser, refuse_privileged_fields
 from api.controllers.responses import IfMatch, MinPosition, PageNumber, PerPage, if_match, written
 from api.history import history
 from api.presenters import user_from_aggregate, user_from_row
@@ -29,7 +29,9 @@ class UsersController(Controller):
     guards = [authorize]
 
     @post("/", sync_to_thread=True, status_code=201)
-    def create_user(self, data: CreateUser, services: Services) -> Response[Any]:
+    def create_user(self, data: CreateUser, services: Services, principal: Principal) -> Response[Any]:
+        if data.is_superuser:
+            check_may_make_superuser(principal)
         result = services.identity.register_user(
             username=data.username,
             email=data.email,

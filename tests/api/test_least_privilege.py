@@ -146,6 +146,27 @@ def test_a_weak_key_cannot_rotate_or_change_a_stronger_key(api: Api) -> None:
     assert revoked.status_code == 200, revoked.text
 
 
+def test_making_someone_an_admin_needs_a_credential_that_grants_everything(api: Api) -> None:
+    """A superuser holds every scope: an admin's key with users:write alone cannot hand that out,
+    neither as a new user nor by promoting one (it could then log in as them)."""
+    writer = key_of(api, api.admin_id, {"users:write": True, "users:read": True}, name="writer")
+    new_admin = {"username": "mallory", "email": "m@example.com", "password": PASSWORD, "is_superuser": True}
+
+    problem(api.client.post("/api/v1/users", json=new_admin, headers=writer), 403)
+    problem(
+        api.client.patch(f"/api/v1/users/{api.user_id}", json={"is_superuser": True}, headers=writer), 403
+    )
+
+    assert api.components.identity.find_user_id("mallory") is None
+    assert api.components.identity.get_user(api.user_id).is_superuser is False
+    regular = {**new_admin, "is_superuser": False}
+    assert api.client.post("/api/v1/users", json=regular, headers=writer).status_code == 201
+    promoted = api.client.patch(
+        f"/api/v1/users/{api.user_id}", json={"is_superuser": True}, headers=api.as_admin()
+    )
+    assert promoted.status_code == 200 and promoted.json()["data"]["is_superuser"] is True
+
+
 # ---- keys act only within their scopes, on their owner too ---------------------------------------
 
 
