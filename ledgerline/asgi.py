@@ -26,6 +26,7 @@ def run_workers(settings: Settings) -> None:
     config = uvicorn.Config(
         "ledgerline.asgi:create", factory=True, workers=settings.workers, host=settings.host,
         port=settings.port, log_config=None, access_log=False,
+        proxy_headers=False,  # the peer's address; api.context believes only LEDGERLINE_TRUSTED_PROXIES
     )  # fmt: skip
     Multiprocess(config, sockets=[listening_socket(config)]).run()
 

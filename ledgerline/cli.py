@@ -228,6 +228,7 @@ def serve() -> None:
                 port=settings.port,
                 log_config=None,
                 access_log=False,
+                proxy_headers=False,  # addresses from the peer; api.context trusts LEDGERLINE_TRUSTED_PROXIES
             )
             return
     finally:
