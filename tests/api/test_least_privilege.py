@@ -16,8 +16,13 @@ from uuid import UUID
 import pytest
 
 from api.authorization import ROUTES
+from domain.api_keys import ApiKey
+from domain.errors import ScopeNotAllowedError
+from domain.scopes import Credential, check_within
+from ledgerline.bootstrap import Components
 from tests.api.conftest import PASSWORD, Api
 from tests.api.test_users_api import problem
+from tests.integration.test_concurrency import race
 
 KEYS = "/api/v1/api-keys"
 ME = "/api/v1/users/me"
@@ -165,6 +170,36 @@ def test_making_someone_an_admin_needs_a_credential_that_grants_everything(api: 
         f"/api/v1/users/{api.user_id}", json={"is_superuser": True}, headers=api.as_admin()
     )
     assert promoted.status_code == 200 and promoted.json()["data"]["is_superuser"] is True
+
+
+def test_a_rotation_racing_a_permission_raise_never_renews_a_stronger_key(components: Components) -> None:
+    """The check and the save are one version-checked append: no rotation is ever recorded on a
+    key that, at that moment, held more than the rotating credential."""
+    identity = components.identity
+    owner = identity.register_user(username="owner", email="o@example.com", password=PASSWORD)
+    target = identity.issue_api_key(owner.id, name="target", permissions={}).result.id
+    weak = Credential(holder_is_superuser=False, permissions={"api_keys:write": True})
+
+    def act(i: int) -> Any:
+        if i % 2:  # the owner (a trusted caller here) widens and narrows the key
+            widened = {"users:write": True} if i % 4 == 1 else {}
+            return identity.update_api_key(target, permissions=widened)
+        return identity.rotate_api_key(target, credential=weak)
+
+    for _ in range(5):
+        outcomes = race(act, 12)
+        assert not [
+            o for o in outcomes if isinstance(o, Exception) and not isinstance(o, ScopeNotAllowedError)
+        ]
+    permissions: dict[str, bool] = {}
+    rotations = 0
+    for event in identity.events.get(target):
+        if isinstance(event, ApiKey.PermissionsChanged):
+            permissions = dict(event.permissions)
+        if isinstance(event, ApiKey.Rotated):
+            rotations += 1
+            check_within(weak, permissions)  # raises if this rotation renewed a stronger key
+    assert rotations > 0
 
 
 # ---- keys act only within their scopes, on their owner too ---------------------------------------
