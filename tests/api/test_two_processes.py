@@ -217,7 +217,9 @@ def test_a_key_revoked_in_one_process_while_its_first_uses_are_in_flight_in_both
     owner = store.identity.register_user(username="alice", email="a@example.com", password=PASSWORD)
 
     def issue() -> tuple[str, str]:
-        issued = store.identity.issue_api_key(owner.id, name=f"k{uuid4().hex}", permissions={"users:read": True})
+        issued = store.identity.issue_api_key(
+            owner.id, name=f"k{uuid4().hex}", permissions={"users:read": True}
+        )
         return issued.key, str(issued.result.id)
 
     def revoke(key_id: str) -> None:
@@ -260,3 +262,35 @@ def test_forwarded_for_from_an_untrusted_peer_is_neither_recorded_nor_a_fresh_bu
             for n in range(12)
         ]
     assert statuses[:9] == [401] * 9 and statuses[-1] == 429, statuses  # one budget: the peer's
+
+
+@pytest.mark.parametrize("server_env", [{"LEDGERLINE_TRUSTED_PROXIES": "127.0.0.1/32"}])
+def test_behind_a_trusted_proxy_each_client_counts_but_spellings_of_one_account_share_a_budget(
+    two_servers: tuple[list[str], list[subprocess.Popen[bytes]]], store: Components
+) -> None:
+    (url, _), _ = two_servers
+    alice = store.identity.register_user(username="alice", email="alice@example.com", password=PASSWORD)
+    spellings = [
+        "alice@example.com",
+        " Alice@Example.COM",
+        "ALICE@EXAMPLE.COM ",
+        "\talice@example.COM",
+        "Alice",
+    ]
+    with httpx.Client(base_url=url, timeout=10) as client:
+        ok = client.post(
+            "/api/v1/auth/login",
+            json={"username": "alice", "password": PASSWORD},
+            headers={"X-Forwarded-For": "203.0.113.66"},
+        )
+        assert ok.status_code == 200, ok.text
+        assert store.identity.get_user(alice.id).last_login_ip.value == "203.0.113.66"  # type: ignore[union-attr]
+        statuses = [
+            client.post(
+                "/api/v1/auth/login",
+                json={"username": spellings[n % len(spellings)], "password": "Wrong-Horse-1"},
+                headers={"X-Forwarded-For": f"198.51.100.{n}"},  # a new client each time
+            ).status_code
+            for n in range(10)
+        ]
+    assert statuses[:9] == [401] * 9 and statuses[-1] == 429, statuses  # alice's budget, however spelt
