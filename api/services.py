@@ -88,11 +88,18 @@ class Services:
             raise ServiceUnavailableException("the read side is catching up", headers={"Retry-After": "1"})
 
 
-def aware(name: str, moment: datetime | None) -> datetime | None:
+def aware(name: str, moment: datetime | str | None) -> datetime | None:
     """Query-string times must carry their UTC offset (a bare local time is ambiguous); they
     come back in UTC, and one that UTC cannot represent (year 1 at +05:00) is refused."""
     if moment is None:
         return None
+    if isinstance(moment, str):
+        try:
+            moment = datetime.fromisoformat(moment)
+        except ValueError as error:
+            raise ValidationException(
+                f"{name} is not a time", extra=[{"key": name, "message": "not an RFC 3339 time"}]
+            ) from error
     if moment.tzinfo is None:
         raise ValidationException(
             f"{name} needs a UTC offset", extra=[{"key": name, "message": "add Z or +hh:mm"}]

@@ -17,7 +17,7 @@ from litestar.exceptions import ValidationException
 from litestar.params import Parameter, QueryParameter
 
 from api.authorization import authorize, visible_user
-from api.controllers.responses import MinPosition, PageNumber, PerPage
+from api.controllers.responses import TIME, MinPosition, PageNumber, PerPage
 from api.presenters import audit_entries_from_rows, audit_entry_from_row
 from api.schemas import END, ActorCount, AuditEntryOut, AuditStatistics, Many, One
 from api.security import Principal
@@ -33,9 +33,10 @@ from projections.audit_log.queries import (
 )
 
 MAX_DEPTH = 10_000  # entries a `page` may skip; deeper, continue with `cursor`
-Position = Annotated[int, Parameter(ge=0, le=MAX_POSITION)]
-From = Annotated[datetime | None, QueryParameter(name="from", description="RFC 3339, inclusive")]
-To = Annotated[datetime | None, QueryParameter(description="RFC 3339, exclusive")]
+# schema_extra: Litestar's OpenAPI writes `le` as a float (2**63, one past the largest position).
+Position = Annotated[int, Parameter(ge=0, le=MAX_POSITION, schema_extra={"maximum": MAX_POSITION})]
+From = Annotated[str | None, QueryParameter(name="from", description="RFC 3339, inclusive", **TIME)]
+To = Annotated[str | None, QueryParameter(description="RFC 3339, exclusive", **TIME)]
 ResourceType = Literal["user", "api_key", "session"]
 
 
@@ -61,13 +62,13 @@ def paging(
     return Paging(page, per_page, sort_order, None if cursor is None else decode_position_cursor(cursor))
 
 
-def window(from_: datetime | None, to: datetime | None) -> tuple[datetime | None, datetime | None]:
-    from_, to = aware("from", from_), aware("to", to)
-    if from_ is not None and to is not None and from_ > to:
+def window(from_: str | None, to: str | None) -> tuple[datetime | None, datetime | None]:
+    start, end = aware("from", from_), aware("to", to)
+    if start is not None and end is not None and start > end:
         raise ValidationException(
             "from is after to", extra=[{"key": "from", "message": "must not exceed to"}]
         )
-    return from_, to
+    return start, end
 
 
 def audit_filter(
@@ -78,10 +79,12 @@ def audit_filter(
     status: Literal["success", "failure"] | None = None,
     from_: From = None,
     to: To = None,
-    after_position: Annotated[int | None, Parameter(ge=0, le=MAX_POSITION)] = None,
+    after_position: Annotated[
+        int | None, Parameter(ge=0, le=MAX_POSITION, schema_extra={"minimum": 0, "maximum": MAX_POSITION})
+    ] = None,
 ) -> AuditFilter:
-    from_, to = window(from_, to)
-    return AuditFilter(actor_id, resource_type, resource_id, action, status, from_, to, after_position)
+    start, end = window(from_, to)
+    return AuditFilter(actor_id, resource_type, resource_id, action, status, start, end, after_position)
 
 
 class AuditLogsController(Controller):
@@ -139,10 +142,10 @@ class AuditLogsController(Controller):
     def audit_log_statistics(
         self, services: Services, from_: From = None, to: To = None, min_position: MinPosition = None
     ) -> One[AuditStatistics]:
-        from_, to = window(from_, to)
+        start, end = window(from_, to)
         services.read_side_at(min_position)
         with services.engine.connect() as conn:
-            counts = statistics(conn, from_, to)
+            counts = statistics(conn, start, end)
         actors = [ActorCount(**actor) for actor in counts.pop("top_actors")]
         return One(data=AuditStatistics(**counts, top_actors=actors))
 

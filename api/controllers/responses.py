@@ -10,7 +10,10 @@ from litestar.params import HeaderParameter, QueryParameter
 from api.schemas import END, One
 from eventstore.identity import CommandResult
 
-MinPosition = Annotated[int | None, QueryParameter(name="min_position", ge=0)]  # read-your-writes
+# Litestar's OpenAPI drops ge/le of an optional integer; schema_extra puts them back.
+MinPosition = Annotated[  # read-your-writes
+    int | None, QueryParameter(name="min_position", ge=0, schema_extra={"minimum": 0})
+]
 MAX_PAGE = 1_000_000  # keeps every offset far inside a 64-bit integer
 PageNumber = Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)]
 PerPage = Annotated[int, QueryParameter(ge=1, le=100)]
@@ -18,6 +21,15 @@ PerPage = Annotated[int, QueryParameter(ge=1, le=100)]
 # "²".isdigit() is True, and int() of 5,000 digits raises).
 IF_MATCH = r'^(?:W/)?(?:"[0-9]{1,18}"|[0-9]{1,18})' + END
 IfMatch = Annotated[str | None, HeaderParameter(name="If-Match", pattern=IF_MATCH, max_length=23)]
+
+
+# A query-string time in RFC 3339 (declared as text: Litestar would take "0.5" for a Unix time).
+RFC3339 = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"
+    + END
+)
+TIME = {"pattern": RFC3339, "schema_extra": {"format": "date-time"}}
+QueryTime = Annotated[str | None, QueryParameter(description="RFC 3339 with a UTC offset", **TIME)]
 
 
 def written(

@@ -10,10 +10,18 @@ from litestar import Controller, Response, delete, get, patch, post
 from litestar.params import Parameter
 
 from api.authorization import authorize, check_may_make_superuser, refuse_privileged_fields
-from api.controllers.responses import IfMatch, MinPosition, PageNumber, PerPage, if_match, written
+from api.controllers.responses import (
+    IfMatch,
+    MinPosition,
+    PageNumber,
+    PerPage,
+    QueryTime,
+    if_match,
+    written,
+)
 from api.history import history
 from api.presenters import user_from_aggregate, user_from_row
-from api.schemas import STORABLE, AwareDatetime, ChangePassword, CreateUser, Many, One, UpdateMe, UserOut
+from api.schemas import STORABLE, ChangePassword, CreateUser, Many, One, UpdateMe, UserOut
 from api.security import Principal
 from api.services import Services, aware, decode_cursor, page_info
 from domain.errors import UserNotFoundError
@@ -51,8 +59,8 @@ class UsersController(Controller):
         is_active: bool | None = None,
         is_verified: bool | None = None,
         is_superuser: bool | None = None,
-        created_after: AwareDatetime | None = None,
-        created_before: AwareDatetime | None = None,
+        created_after: QueryTime = None,
+        created_before: QueryTime = None,
         include_deleted: bool = False,
         page: PageNumber = 1,
         per_page: PerPage = 20,
@@ -62,12 +70,14 @@ class UsersController(Controller):
         min_position: MinPosition = None,
     ) -> Many[UserOut]:
         services.read_side_at(min_position)
-        created_after, created_before = (
+        filters = UserFilters(
+            search,
+            is_active,
+            is_verified,
+            is_superuser,
             aware("created_after", created_after),
             aware("created_before", created_before),
-        )
-        filters = UserFilters(
-            search, is_active, is_verified, is_superuser, created_after, created_before, include_deleted
+            include_deleted,
         )
         after = (
             None
@@ -128,17 +138,18 @@ class UsersController(Controller):
         principal: Principal,
         include_deleted: bool = False,
         version: Annotated[int | None, Parameter(ge=1)] = None,
-        as_of: AwareDatetime | None = None,
+        as_of: QueryTime = None,
         min_position: MinPosition = None,
     ) -> One[UserOut]:
         """The user now, or (``version``/``as_of``) as they were then, rebuilt from the events."""
         current = services.identity.get_user(user_id)
         if current.is_deleted and not (include_deleted and principal.is_superuser):
             raise UserNotFoundError(user_id)  # soft-deleted users are gone from reads
-        if version is None and aware("as_of", as_of) is None:
+        moment = aware("as_of", as_of)
+        if version is None and moment is None:
             return One(data=user_from_aggregate(current))
-        then = services.identity.get_user_as_of(user_id, version=version, as_of=as_of)
-        return One(data=user_from_aggregate(then, now=as_of))
+        then = services.identity.get_user_as_of(user_id, version=version, as_of=moment)
+        return One(data=user_from_aggregate(then, now=moment))
 
     @get("/{user_id:uuid}/history", sync_to_thread=True)
     def user_history(

@@ -7,7 +7,6 @@ import base64
 import json
 from typing import Any
 
-
 from tests.api.conftest import PASSWORD, Api
 
 REGISTER = "/api/v1/auth/register"
