@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -115,7 +116,8 @@ def count_server_errors(entries: list[dict[str, object]]) -> list[str]:
 
 
 def assert_clean(run: Run) -> None:
-    print(f"schemathesis: {run.requests} requests, {len(run.server_errors)} server errors")
+    cases = re.search(r"(\d+) generated", run.output)
+    print(f"schemathesis: {cases and cases[1]} cases, {run.requests} requests, {len(run.server_errors)} 5xx")
     summary = run.output[run.output.find("SUMMARY") - 40 :] if "SUMMARY" in run.output else run.output
     assert run.requests > 500, run.output[-5000:]
     assert run.server_errors == [], run.server_errors[:20]
