@@ -27,6 +27,7 @@ from api.controllers.health import health, live, ready
 from api.controllers.users import UsersController
 from api.follower import StreamFollower
 from api.openapi_docs import ClosedBodies, DocumentProblems
+from api.options import CompleteAllow
 from api.problems import problem_response
 from api.security import Authenticator, Principal
 from api.services import Services
@@ -81,7 +82,7 @@ def create_app(
         lifespan=[lifespan],
         request_max_body_size=MAX_BODY,
         request_class=StrictRequest,  # bodies decoded strictly into their declared type
-        plugins=[DocumentProblems(), ClosedBodies()],  # every route's problem answers in the OpenAPI document
+        plugins=[DocumentProblems(), ClosedBodies(), CompleteAllow()],  # see each module
         logging_config=None,  # the process's own (JSON) logging stays in charge
         response_cache_config=ResponseCacheConfig(),
         openapi_config=OpenAPIConfig(title="Ledgerline", version=services.version),

@@ -1,21 +1,27 @@
 """What the OpenAPI document declares beyond Litestar's defaults: the problems every route can
-answer (RFC 9457 bodies, so each status and the problem+json media type are documented), and
-that request bodies refuse unknown fields (``additionalProperties: false``)."""
+answer (RFC 9457 bodies, so each status and the problem+json media type are documented), the
+media types of a route that answers in more than one (``opt={"media_types": (...)}``), and that
+request bodies refuse unknown fields (``additionalProperties: false``)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
+from litestar._openapi.plugin import OpenAPIPlugin
 from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugin
+from litestar.config.app import AppConfig
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.spec import Schema
-from litestar.plugins import ReceiveRoutePlugin
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, PathItem, Schema
+from litestar.plugins import InitPlugin, ReceiveRoutePlugin
 from litestar.routes import BaseRoute, HTTPRoute
 from litestar.typing import FieldDefinition
 
 from api.problems import PROBLEM_JSON
 from api.schemas import Body
+
+if TYPE_CHECKING:
+    from litestar import Litestar
 
 
 class FieldError(msgspec.Struct):
@@ -46,7 +52,11 @@ ANSWERS = {
 }
 
 
-class DocumentProblems(ReceiveRoutePlugin):
+class DocumentProblems(InitPlugin, ReceiveRoutePlugin):
+    def on_app_init(self, app_config: AppConfig) -> AppConfig:
+        app_config.on_startup.append(_document_media_types)
+        return app_config
+
     def receive_route(self, route: BaseRoute) -> None:
         if not isinstance(route, HTTPRoute):
             return
@@ -70,3 +80,22 @@ class ClosedBodies(StructSchemaPlugin):
         schema = super().to_openapi_schema(field_definition, schema_creator)
         schema.additional_properties = False
         return schema
+
+
+def _document_media_types(app: Litestar) -> None:
+    """Litestar documents one media type per response; list each one a handler declares."""
+    paths = app.plugins.get(OpenAPIPlugin).provide_openapi().paths or {}
+    for route in app.routes:
+        for handler in route.route_handlers if isinstance(route, HTTPRoute) else ():
+            kinds = handler.opt.get("media_types", ())
+            for method in handler.http_methods if kinds else ():
+                success = _response(paths.get(route.path_format), method, handler.status_code)
+                if success is not None and success.content:
+                    schema = next(iter(success.content.values())).schema
+                    success.content = {kind: OpenAPIMediaType(schema=schema) for kind in kinds}
+
+
+def _response(path: PathItem | None, method: str, status: int) -> OpenAPIResponse | None:
+    operation = getattr(path, method.lower(), None)
+    response = (operation.responses or {}).get(str(status)) if operation is not None else None
+    return response if isinstance(response, OpenAPIResponse) else None

@@ -57,7 +57,7 @@ class AuditEvidenceController(Controller):
     guards = [authorize]
     dependencies = {"audit": Provide(audit_filter, sync_to_thread=False)}
 
-    @get("/export", sync_to_thread=True)
+    @get("/export", sync_to_thread=True, opt={"media_types": tuple(MEDIA_TYPES.values())})
     def export_audit_logs(
         self,
         services: Services,

@@ -187,3 +187,10 @@ def test_nothing_refused_stalled_the_read_side(api: Api) -> None:
     assert [key["expires_at"] for key in listed.json()["data"] if key["name"] == "k"] == [
         "9999-12-30T14:00:00Z"
     ]
+
+
+def test_options_lists_every_method_of_the_path(api: Api) -> None:
+    for path, methods in ((KEYS, {"GET", "POST"}), (f"{USERS}/me", {"GET", "PATCH"})):
+        response = api.client.options(path, headers=api.as_user())
+        assert response.status_code in (200, 204), response.text
+        assert methods | {"OPTIONS"} <= {method.strip() for method in response.headers["allow"].split(",")}
