@@ -268,6 +268,7 @@ def test_erasure_reaches_every_entry_and_no_secret_shows(api: Api) -> None:
         json={"current_password": PASSWORD, "new_password": "Newer-Pass-2"},
         headers=carol,
     )
+    carol = {**login(api, "carol", "Newer-Pass-2"), **agent}  # the change ended her session
     issued = api.client.post("/api/v1/api-keys", json={"name": "k", "permissions": {}}, headers=carol)
     secret = issued.json()["data"]["key"]
 
