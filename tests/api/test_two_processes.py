@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,29 +17,12 @@ import pytest
 
 from domain.users import User
 from ledgerline.bootstrap import Components, build
+from tests.api.processes import LEDGERLINE, free_port, serving, wait_for_health
 from tests.api.test_credential_races import GRACE, race_revocations
 from tests.conftest import TEST_SECRET, settings_for
 
-LEDGERLINE = str(Path(sys.executable).with_name("ledgerline"))
 PASSWORD = "Correct-Horse-9"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_health(url: str, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, f"the API at {url} did not start"
-        time.sleep(0.2)
+__all__ = ["LEDGERLINE", "PASSWORD", "free_port", "wait_for_health"]  # used by the workers' tests
 
 
 @pytest.fixture
@@ -55,30 +36,8 @@ def two_servers(
     pg_database: str, tmp_path: Path, server_env: dict[str, str]
 ) -> Iterator[tuple[list[str], list[subprocess.Popen[bytes]]]]:
     build(settings_for(pg_database, tmp_path), init=True).close()
-    urls, processes = [], []
-    for _ in range(2):
-        port = free_port()
-        env = {
-            **os.environ,
-            "LEDGERLINE_DATABASE_URL": pg_database,
-            "LEDGERLINE_SECRET_KEY": TEST_SECRET,
-            "LEDGERLINE_DATA_DIR": str(tmp_path),
-            "LEDGERLINE_PORT": str(port),
-            "LEDGERLINE_POOL_SIZE": "5",
-            **server_env,
-        }
-        log = (tmp_path / f"serve-{port}.log").open("wb")  # a pipe nobody reads would fill and block it
-        processes.append(subprocess.Popen([LEDGERLINE, "serve"], env=env, stdout=log, stderr=log))
-        urls.append(f"http://127.0.0.1:{port}")
-    try:
-        for url in urls:
-            wait_for_health(url)
-        yield urls, processes
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-            process.wait(timeout=10)
+    with serving(pg_database, tmp_path, 2, server_env) as servers:
+        yield servers
 
 
 def test_revocation_in_one_process_is_seen_by_the_other_within_a_second(
