@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from ipaddress import ip_network
 
@@ -208,6 +209,16 @@ def test_min_position_waits_for_the_read_side_and_for_the_future(api: Api) -> No
     problem(future, 503)  # waited for (a lagging replica answers so too), then: try again later
     assert int(future.headers["Retry-After"]) >= 1
     problem(api.client.get(f"{USERS}?min_position=-1", headers=api.as_admin()), 422)
+    # A position written while the request waits (by another process, say) is answered.
+    root = {"Authorization": f"Bearer {login(api, 'root')['access_token']}"}  # tokens count no usage
+    time.sleep(0.5)  # the keys' usage so far is flushed: the next event is amy's
+    head = api.components.identity.head_position()
+    later = threading.Timer(0.5, api.components.identity.register_user, kwargs={
+        "username": "amy", "email": "amy@example.com", "password": PASSWORD})  # fmt: skip
+    later.start()
+    waited = api.client.get(f"{USERS}?min_position={head + 1}&search=amy", headers=root)
+    later.join()
+    assert [u["username"] for u in waited.json()["data"]] == ["amy"]
 
 
 def test_lifecycle_routes(api: Api) -> None:
