@@ -32,7 +32,7 @@ from domain.audit import AuditContext, acting_as
 from domain.errors import AuthenticationError
 
 access_log = logging.getLogger("ledgerline.access")
-REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 PRINCIPAL = "ledgerline.principal"
 AUTH_ERROR = "ledgerline.auth_error"
 
@@ -45,6 +45,12 @@ def client_address(peer: str | None, forwarded_for: str | None, trusted: Sequenc
         if not _trusted(hop, trusted):
             return hop
     return peer
+
+
+def _identifier(given: str | None) -> str | None:
+    """A client's request or correlation id, if it is one (both are stored in plain text in every
+    event: nothing that a store cannot hold or a log reader could be fooled by)."""
+    return given if given is not None and REQUEST_ID.fullmatch(given) else None
 
 
 def _trusted(address: str, trusted: Sequence[Any]) -> bool:
@@ -70,8 +76,7 @@ def request_context_middleware(
                 await app(scope, receive, send)
                 return
             headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-            given = headers.get("x-request-id", "")
-            request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
+            request_id = _identifier(headers.get("x-request-id")) or uuid.uuid4().hex
             guarded = not scope["path"].startswith(UNGUARDED)
             if guarded and not breaker.allow():
                 await _unavailable(send, request_id)
@@ -86,7 +91,7 @@ def request_context_middleware(
                 actor_type="user" if principal else "anonymous",
                 credential_id=principal.credential_id if principal else None,
                 request_id=request_id,
-                correlation_id=headers.get("x-correlation-id", request_id)[:128],
+                correlation_id=_identifier(headers.get("x-correlation-id")) or request_id,
                 ip_address=address,
                 user_agent=headers.get("user-agent", "")[:512] or None,
             )
