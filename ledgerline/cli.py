@@ -19,6 +19,7 @@ from ledgerline import __version__, logs
 from ledgerline.audit_cli import audit
 from ledgerline.bootstrap import Components, NotInitialisedError, build, build_app
 from ledgerline.settings import Settings, SettingsError
+from projections.runner import EventNotApplicableError
 
 CLI_ACTOR = AuditContext(actor_type="system", request_id="cli", user_agent="ledgerline-cli")
 ADMIN_SCOPES = {"*": True}
@@ -42,7 +43,7 @@ def main() -> None:
     logs.configure()
     try:
         cli()
-    except (SettingsError, NotInitialisedError, WrongSecretKeyError) as error:
+    except (SettingsError, NotInitialisedError, WrongSecretKeyError, EventNotApplicableError) as error:
         click.echo(f"Error: {error}", err=True)
         sys.exit(1)
 

@@ -397,3 +397,17 @@ def failure_of_chain(components: Components) -> read_side.Failure | None:
 
 def first_position(components: Components) -> int:
     return components.identity.recorder.select_notifications(1, 1)[0].id
+
+
+def test_the_rebuild_command_names_the_event_in_one_line(components: Components, tmp_path: Path) -> None:
+    from tests.integration.test_cli import run
+
+    poison = append_poison(components)
+    done = run(components.settings.database.url, tmp_path, "projections", "rebuild", "api_keys")
+
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"Error: api_keys cannot apply the event at position {poison['api_keys']} (OverflowError)"
+    )
+    assert "Traceback" not in done.stderr
+    assert EMAIL not in done.stdout + done.stderr and FULL_NAME not in done.stdout + done.stderr
