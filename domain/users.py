@@ -115,6 +115,7 @@ class User(LedgerAggregate):
 
         def apply(self, user: User) -> None:
             user.is_active = False
+            user._end_sessions(self)  # an activation brings back the user and her keys, not sessions
 
     class LoggedIn(Event):
         TOPIC = "ledgerline.User.LoggedIn"

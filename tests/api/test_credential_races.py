@@ -140,3 +140,20 @@ def test_spellings_of_one_login_share_one_budget(api: Api) -> None:
     spellings = ["alice", "ALICE", "alice@example.com", " Alice@Example.COM ", "\talice@EXAMPLE.com"]
     assert {login_subject(identity, spelling) for spelling in spellings} == {f"user:{api.user_id}"}
     assert login_subject(identity, " Nobody@Example.com") == login_subject(identity, "nobody@example.com")
+
+
+def test_reactivating_a_user_revives_her_keys_but_not_her_sessions(api: Api) -> None:
+    session = login(api)
+    bearer = {"Authorization": f"Bearer {session['access_token']}"}
+    assert api.client.get(ME, headers=bearer).status_code == 200
+    user = f"/api/v1/users/{api.user_id}"
+    assert api.client.post(f"{user}/deactivate", headers=api.as_admin()).status_code == 200
+    assert api.client.get(ME, headers=bearer).status_code == 401
+    assert api.client.get(ME, headers=api.as_user()).status_code == 401
+    assert api.client.post(f"{user}/activate", headers=api.as_admin()).status_code == 200
+    assert api.client.get(ME, headers=bearer).status_code == 401, "the old access token works again"
+    refreshed = api.client.post("/api/v1/auth/refresh", json={"refresh_token": session["refresh_token"]})
+    assert refreshed.status_code == 401, "the old refresh token works again"
+    assert api.client.get(ME, headers=api.as_user()).status_code == 200  # keys: suspended, then back
+    fresh = login(api)
+    assert api.client.get(ME, headers={"Authorization": f"Bearer {fresh['access_token']}"}).status_code == 200

@@ -301,6 +301,17 @@ def test_deactivate_then_activate() -> None:
     assert new_event_types(user) == [User.Deactivated, User.Activated]
 
 
+def test_deactivation_ends_sessions_and_activation_does_not_revive_them() -> None:
+    user = fresh_user()
+    started = user.version
+    user.deactivate()
+    user.activate()
+    ended = user.credentials_changed_at
+    assert ended is not None
+    assert user.accepts_session(started_at_version=started, started_on=ended) is False
+    assert user.accepts_session(started_at_version=user.version, started_on=ended) is True
+
+
 def test_activating_an_active_user_is_a_conflict() -> None:
     user = fresh_user()
 
