@@ -73,6 +73,15 @@ class Database:
     def snapshots_table(self) -> str:
         return "stored_snapshots" if self.is_sqlite else "identity_snapshots"
 
+    @property
+    def role(self) -> str:
+        """The PostgreSQL role this URL connects as (``eventsourcing_env`` uses the same default)."""
+        return unquote(urlsplit(self.url).username or "postgres")
+
+    def same_server_and_database(self, other: Database) -> bool:
+        mine, theirs = urlsplit(self.url), urlsplit(other.url)
+        return (mine.hostname, mine.port, mine.path) == (theirs.hostname, theirs.port, theirs.path)
+
     def redacted(self) -> str:
         parts = urlsplit(self.url)
         if parts.password:
@@ -94,7 +103,7 @@ class Database:
             "POSTGRES_DBNAME": parts.path.lstrip("/"),
             "POSTGRES_HOST": parts.hostname or "127.0.0.1",
             "POSTGRES_PORT": str(parts.port or 5432),
-            "POSTGRES_USER": unquote(parts.username or "postgres"),
+            "POSTGRES_USER": self.role,
             "POSTGRES_PASSWORD": unquote(parts.password or ""),
             "POSTGRES_POOL_SIZE": str(pool_size),
             "POSTGRES_MAX_OVERFLOW": str(pool_size),

@@ -57,6 +57,67 @@ def init_schema(database: Database, connection: Connection) -> str:
     return current_revision(connection) or ""
 
 
+# The evidence: appended, read, never rewritten by the runtime role.
+EVIDENCE_TABLES = ("identity_events", "identity_snapshots", "audit_seals", "audit_checkpoints")
+# Only the library's recorder writes here; its ``LOCK TABLE ... IN EXCLUSIVE MODE`` (which orders
+# positions) needs UPDATE, DELETE or TRUNCATE privilege: UPDATE is granted, and the table's
+# append-only trigger, which the runtime role can neither drop nor disable, refuses every UPDATE.
+LOCKED_EVIDENCE_TABLE = "identity_events"
+# Bookkeeping the runtime role changes in place (erasure destroys a wrapped key: an UPDATE).
+NO_DELETE_TABLES = {"data_keys": "SELECT, INSERT, UPDATE", "alembic_version": "SELECT"}
+
+
+class RuntimeRoleError(RuntimeError):
+    pass
+
+
+def grant_runtime_role(connection: Connection, role: str) -> None:
+    """PostgreSQL, run as the schema's owner (under ``init_lock``, after ``init_schema``): the
+    runtime role reads and appends evidence and keeps the caches; it owns no evidence table,
+    holds no TRUNCATE or TRIGGER right on one, and is not a superuser. Idempotent: every table
+    the owner owns is reset to exactly these grants. Read-model generations are created by the
+    runtime role itself (a rebuild creates and drops them), so it owns those: they are caches."""
+    row = connection.execute(
+        text(
+            "SELECT r.rolsuper, pg_has_role(r.oid, current_user, 'MEMBER') AS is_owner"
+            " FROM pg_roles r WHERE r.rolname = :role"
+        ),
+        {"role": role},
+    ).first()
+    if row is None:
+        raise RuntimeRoleError(f"the runtime role {role!r} does not exist: create it (LOGIN, nothing else)")
+    if row.rolsuper or row.is_owner:
+        raise RuntimeRoleError(
+            f"the runtime role {role!r} is a superuser or a member of the owner: it could rewrite evidence"
+        )
+    quote = connection.dialect.identifier_preparer.quote
+    grantee = quote(role)
+    statements = [f"GRANT USAGE, CREATE ON SCHEMA public TO {grantee}"]
+    for table in _owned(connection, "SELECT tablename FROM pg_tables WHERE tableowner = current_user"):
+        statements.append(f"REVOKE ALL ON TABLE {quote(table)} FROM {grantee}")
+        statements.append(f"GRANT {_table_rights(table)} ON TABLE {quote(table)} TO {grantee}")
+    for sequence in _owned(
+        connection, "SELECT sequencename FROM pg_sequences WHERE sequenceowner = current_user"
+    ):  # nextval for the tables it appends to; not setval (that needs UPDATE)
+        statements.append(f"REVOKE ALL ON SEQUENCE {quote(sequence)} FROM {grantee}")
+        statements.append(f"GRANT USAGE ON SEQUENCE {quote(sequence)} TO {grantee}")
+    for statement in statements:
+        connection.exec_driver_sql(statement)
+    connection.commit()
+
+
+def _owned(connection: Connection, query: str) -> list[str]:
+    return list(connection.execute(text(f"{query} AND schemaname = 'public'")).scalars())
+
+
+def _table_rights(table: str) -> str:
+    if table == LOCKED_EVIDENCE_TABLE:
+        return "SELECT, INSERT, UPDATE"
+    if table in EVIDENCE_TABLES:
+        return "SELECT, INSERT"
+    return NO_DELETE_TABLES.get(table, "SELECT, INSERT, UPDATE, DELETE")
+
+
 def _table_creating_env(database: Database) -> dict[str, str]:
     env = database.eventsourcing_env(create_table=True, pool_size=1)
     env["IS_SNAPSHOTTING_ENABLED"] = "y"

@@ -19,7 +19,7 @@ from eventstore.audit_chain.signing import Signer
 from eventstore.identity import Identity
 from eventstore.passwords import Passwords
 from eventstore.personal_data import DataKeyStore, Sealer, WrongSecretKeyError, derive_key
-from eventstore.schema import init_lock, init_schema, is_initialised
+from eventstore.schema import grant_runtime_role, init_lock, init_schema, is_initialised
 from ledgerline import __version__
 from ledgerline.settings import Settings, SettingsError
 from projections.base import Projection, ProjectionContext
@@ -85,10 +85,7 @@ def build(settings: Settings, *, init: bool = False, passwords: Passwords | None
     data_keys = DataKeyStore(engine, secret)
     projections = all_projections(ProjectionContext(Sealer(data_keys)))
     if init:
-        with init_lock(engine) as connection:
-            init_schema(settings.database, connection)
-            for projection in projections.values():
-                ensure_live_generation(engine, projection)
+        initialise(settings, engine, projections)
     elif not is_initialised(engine):
         engine.dispose()
         raise NotInitialisedError(
@@ -123,6 +120,24 @@ def build(settings: Settings, *, init: bool = False, passwords: Passwords | None
         secret=secret,
         signer=audit_signer(settings, secret),
     )
+
+
+def initialise(settings: Settings, engine: Engine, projections: dict[str, Projection]) -> None:
+    """``db init``: the schema is created by its owner (LEDGERLINE_OWNER_DATABASE_URL, else the
+    runtime URL's role), which then grants the runtime role what it needs; the read models'
+    first generations are created over ``engine`` (the runtime role), which so owns its caches."""
+    owner = settings.owner_database
+    owner_engine = owner.create_engine() if owner is not None else engine
+    try:
+        with init_lock(owner_engine) as connection:
+            init_schema(owner or settings.database, connection)
+            if owner is not None:
+                grant_runtime_role(connection, settings.database.role)
+            for projection in projections.values():
+                ensure_live_generation(engine, projection)
+    finally:
+        if owner_engine is not engine:
+            owner_engine.dispose()
 
 
 def audit_signer(settings: Settings, secret: bytes | None) -> Signer:

@@ -15,6 +15,7 @@ from api.schemas import RegisterUser
 from domain.audit import AuditContext, acting_as
 from domain.errors import DomainError
 from eventstore.personal_data import WrongSecretKeyError
+from eventstore.schema import RuntimeRoleError
 from ledgerline import __version__, logs
 from ledgerline.audit_cli import audit
 from ledgerline.bootstrap import Components, NotInitialisedError, build, build_app
@@ -57,7 +58,10 @@ def db() -> None:
 def db_init() -> None:
     """Create or upgrade the schema (idempotent; safe to run twice or concurrently)."""
     settings = _settings()
-    components = build(settings, init=True)
+    try:
+        components = build(settings, init=True)
+    except RuntimeRoleError as error:
+        raise click.ClickException(str(error)) from None
     try:
         finished = components.identity.finish_erasures()
     finally:
@@ -65,6 +69,9 @@ def db_init() -> None:
     if finished:
         click.echo(f"finished {finished} interrupted erasure(s)")
     click.echo(f"database ready: {settings.database.redacted()}")
+    if settings.owner_database is not None:
+        owner, runtime = settings.owner_database.role, settings.database.role
+        click.echo(f"schema owned by {owner}; the runtime role {runtime} may read and append")
 
 
 @cli.command("create-admin")

@@ -43,6 +43,9 @@ class Settings:
     workers: int
     ready_max_lag: int
     ready_stall_seconds: int
+    # PostgreSQL: the role that owns the schema (``db init`` only); ``database`` is then the
+    # runtime role, granted what the API and projector need and nothing that rewrites evidence.
+    owner_database: Database | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -69,6 +72,9 @@ class Settings:
             raise SettingsError(f"LEDGERLINE_DATABASE_URL: {error}") from None
         return cls(
             database=database,
+            owner_database=_owner_database(
+                environ.get("LEDGERLINE_OWNER_DATABASE_URL", "").strip(), database
+            ),
             data_dir=data_dir,
             secret_key=_secret(environ.get("LEDGERLINE_SECRET_KEY", "").strip()),
             argon2=Argon2Parameters(
@@ -99,6 +105,29 @@ class Settings:
             ready_max_lag=number("READY_MAX_LAG", 1000, 0, 1_000_000_000),
             ready_stall_seconds=number("READY_STALL_SECONDS", 30, 1, 24 * 3600),
         )
+
+
+def _owner_database(raw: str, runtime: Database) -> Database | None:
+    """The schema owner's URL: the same PostgreSQL database as the runtime URL, another role.
+    Errors name URLs only redacted (they carry passwords)."""
+    if not raw.strip():
+        return None
+    try:
+        owner = Database(raw.strip())
+    except DatabaseUrlError as error:
+        raise SettingsError(f"LEDGERLINE_OWNER_DATABASE_URL: {error}") from None
+    if not (owner.is_postgres and runtime.is_postgres):
+        raise SettingsError("LEDGERLINE_OWNER_DATABASE_URL needs PostgreSQL for both URLs")
+    if not owner.same_server_and_database(runtime):
+        raise SettingsError(
+            "LEDGERLINE_OWNER_DATABASE_URL must name the same server and database as "
+            f"LEDGERLINE_DATABASE_URL (owner {owner.redacted()}, runtime {runtime.redacted()})"
+        )
+    if owner.role == runtime.role:
+        raise SettingsError(
+            "LEDGERLINE_OWNER_DATABASE_URL must connect as another role than LEDGERLINE_DATABASE_URL"
+        )
+    return owner
 
 
 def _networks(raw: str) -> tuple[str, ...]:

@@ -8,6 +8,7 @@ import yaml
 from click.testing import CliRunner
 
 from ledgerline.cli import cli
+from ledgerline.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,6 +29,24 @@ def test_services_and_their_order() -> None:
     assert services["api"]["deploy"]["replicas"] == 2
     assert "/health" in " ".join(services["api"]["healthcheck"]["test"])
     assert services["projector"]["stop_signal"] == "SIGTERM"
+
+
+def test_db_init_runs_as_the_owner_and_the_services_as_the_runtime_role() -> None:
+    services = compose()["services"]
+
+    def settings(name: str) -> Settings:  # the secret is interpolated by compose, not read here
+        environment = services[name]["environment"]
+        return Settings.from_env({k: v for k, v in environment.items() if k != "LEDGERLINE_SECRET_KEY"})
+
+    init = settings("db-init")
+    assert init.owner_database is not None and init.owner_database.role == "ledgerline"
+    for name in ("api", "projector"):
+        assert "LEDGERLINE_OWNER_DATABASE_URL" not in services[name]["environment"]
+        assert settings(name).database == init.database
+    assert init.database.role == "ledgerline_app"
+    created = compose()["configs"]["runtime-role"]["content"]
+    assert "CREATE ROLE ledgerline_app LOGIN" in created and "NOSUPERUSER" in created
+    assert services["postgres"]["configs"][0]["target"].startswith("/docker-entrypoint-initdb.d/")
 
 
 def test_every_service_command_is_a_real_cli_command() -> None:
