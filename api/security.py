@@ -36,6 +36,10 @@ class Principal:
     credential_type: str  # "api_key" | "access_token"
     credential_id: UUID
     permissions: Mapping[str, bool] | None  # None: the user's full rights (access tokens)
+    # When the credential stops working (None: not by time; an access token renews by refresh),
+    # and whether it is a rotated key's previous secret: what it may hand out (domain.scopes).
+    expires_at: datetime | None = None
+    in_grace: bool = False
     # What it may do and whose resources it reaches: api.authorization (domain.scopes.Credential).
 
 
@@ -133,15 +137,18 @@ class Authenticator:
             return principal
         verified = self.identity.verify_api_key(key, now=now)
         api_key = self.identity.get_api_key(verified.key_id)
+        in_grace = api_key.digest != digest  # the previous secret, during a rotation's grace
+        grace_until = api_key.grace_until if in_grace else None
+        ends = [end for end in (api_key.expires_at, grace_until) if end is not None]
         principal = Principal(
             user_id=verified.owner_id,
             is_superuser=verified.owner_is_superuser,
             credential_type="api_key",
             credential_id=verified.key_id,
             permissions=verified.permissions,
+            expires_at=min(ends, default=None),
+            in_grace=in_grace,
         )
-        in_grace = api_key.digest != digest  # the previous secret, during a rotation's grace
-        grace_until = api_key.grace_until if in_grace else None
         self.cache.put(digest, _Cached(principal, api_key.expires_at, grace_until, read_at))
         return principal
 

@@ -129,6 +129,15 @@ class ScopeBeyondCredentialError(ScopeNotAllowedError):
         self.args = (f"the credential in hand does not grant {scope!r}",)
 
 
+class LifetimeBeyondCredentialError(ScopeNotAllowedError):
+    """A request may hand out (or renew) no key that outlives its own credential, and a rotated
+    key's previous secret hands out nothing during its grace (HTTP 403)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("expires_at")
+        self.args = (reason,)
+
+
 class VerificationTokenError(DomainError):
     """The e-mail verification token is wrong or expired (HTTP 422)."""
 

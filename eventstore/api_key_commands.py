@@ -29,12 +29,12 @@ class ApiKeyCommands(IdentityBase):
         credential: Credential | None = None,
     ) -> IssuedKey:
         """``credential``: what the request was authenticated with; the new key may grant nothing
-        it does not (None: a trusted caller such as the CLI)."""
+        it does not, nor outlive it (None: a trusted caller such as the CLI)."""
         new_key = generate_api_key()
         key_id = uuid4()
 
         def attempt() -> IssuedKey:
-            check_within(credential, permissions)
+            check_within(credential, permissions, expires_at)
             owner = self.get_user(owner_id)
             owner.check_live()
             api_key = ApiKey.issue(
@@ -68,14 +68,18 @@ class ApiKeyCommands(IdentityBase):
         credential: Credential | None = None,
     ) -> CommandResult[ApiKey]:
         """Every field in one append. A credential may change only a key that grants nothing it
-        does not (else it could extend a stronger key's life), and only into such a key."""
+        does not and does not outlive it (else it could extend a stronger key's life), and only
+        into such a key."""
 
         def change(api_key: ApiKey) -> list[Aggregate]:
             now, touched = utcnow(), list[Aggregate]()
             assert api_key.owner_id is not None
-            check_within(credential, api_key.permissions)
-            if permissions is not UNCHANGED:
-                check_within(credential, permissions)
+            check_within(credential, api_key.permissions, api_key.expires_at)
+            check_within(
+                credential,
+                api_key.permissions if permissions is UNCHANGED else permissions,
+                api_key.expires_at if expires_at is UNCHANGED else expires_at,
+            )
             if name is not UNCHANGED and name != api_key.name:
                 api_key.rename(name, now)
                 ring = self._key_ring(api_key.owner_id)
@@ -95,11 +99,12 @@ class ApiKeyCommands(IdentityBase):
     def rotate_api_key(
         self, key_id: UUID, *, grace_seconds: int = 0, credential: Credential | None = None
     ) -> IssuedKey:
-        """A new secret for the key: refused to a credential the key would grant more than."""
+        """A new secret for the key: refused to a credential the key would grant more than or
+        outlive, and to a previous secret in its grace (it would take the key from the new one)."""
         new_key = generate_api_key()
 
         def change(api_key: ApiKey) -> list[Aggregate]:
-            check_within(credential, api_key.permissions)
+            check_within(credential, api_key.permissions, api_key.expires_at)
             api_key.rotate(
                 key_prefix=new_key.key_prefix,
                 digest=new_key.digest,

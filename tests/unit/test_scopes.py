@@ -3,10 +3,13 @@ a credential may hand out (check_within)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from domain.errors import (
     InvalidValueError,
+    LifetimeBeyondCredentialError,
     ScopeBeyondCredentialError,
     ScopeNotAllowedError,
     UnknownScopeError,
@@ -18,6 +21,7 @@ from domain.scopes import (
     Credential,
     check_within,
     grants,
+    role_allows,
     validate_permissions,
 )
 
@@ -230,3 +234,89 @@ def test_an_access_token_carries_its_holders_rights(scope: str) -> None:
 
 def test_a_trusted_caller_is_limited_by_the_owners_role_only() -> None:
     check_within(None, {"*": True})
+
+
+# ---- one home for the admin-only rule -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("superuser", [False, True])
+@pytest.mark.parametrize("scope", sorted(KNOWN_SCOPES))
+def test_keys_tokens_and_stored_maps_follow_the_one_role_rule(scope: str, superuser: bool) -> None:
+    """What a role may hold is what a token of it grants, what a key of it may store, and the
+    most a key of it grants (even holding ``*``)."""
+    allowed = role_allows(scope, is_superuser=superuser)
+    stored = True
+    try:
+        validate_permissions({scope: True}, owner_is_superuser=superuser)
+    except ScopeNotAllowedError:
+        stored = False
+
+    assert Credential(holder_is_superuser=superuser).grants(scope) is allowed
+    assert stored is allowed
+    assert grants({"*": True}, scope, owner_is_superuser=superuser) is allowed
+
+
+# ---- check_within: nor anything that outlives it --------------------------------------------------
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+
+
+@pytest.mark.parametrize(
+    ("holds_until", "asked_until", "allowed"),
+    [
+        (None, None, True),
+        (None, NOW + 100 * HOUR, True),
+        (NOW + HOUR, None, False),  # forever is later than any time
+        (NOW + HOUR, NOW + 2 * HOUR, False),
+        (NOW + HOUR, NOW + HOUR, True),
+        (NOW + HOUR, NOW + HOUR / 2, True),
+    ],
+)
+def test_a_key_may_not_be_asked_to_outlive_the_credential(
+    holds_until: datetime | None, asked_until: datetime | None, allowed: bool
+) -> None:
+    credential = Credential(holder_is_superuser=True, permissions={"*": True}, expires_at=holds_until)
+
+    if allowed:
+        check_within(credential, {}, asked_until)
+    else:
+        with pytest.raises(LifetimeBeyondCredentialError) as raised:
+            check_within(credential, {}, asked_until)
+        assert isinstance(raised.value, ScopeNotAllowedError)  # a 403
+
+
+def test_without_an_expiry_the_key_asked_for_lives_forever() -> None:
+    """The strict default: a caller that names no expiry asks for a key that never ends."""
+    with pytest.raises(LifetimeBeyondCredentialError):
+        check_within(Credential(holder_is_superuser=True, permissions={"*": True}, expires_at=NOW), {})
+
+
+@pytest.mark.parametrize("asked_until", [None, NOW, NOW - HOUR])
+def test_a_previous_secret_in_its_grace_hands_out_nothing(asked_until: datetime | None) -> None:
+    in_grace = Credential(
+        holder_is_superuser=True, permissions={"*": True}, expires_at=NOW + HOUR, in_grace=True
+    )
+
+    with pytest.raises(LifetimeBeyondCredentialError):
+        check_within(in_grace, {}, asked_until)
+
+
+@pytest.mark.parametrize(
+    ("permissions", "superuser", "everything"),
+    [
+        (None, True, True),
+        (None, False, False),
+        ({"*": True}, True, True),
+        ({"admin": True}, True, True),
+        ({scope: True for scope in EXACT_SCOPES}, True, False),
+        ({"users:*": True, "api_keys:*": True, "audit_logs:*": True}, True, False),
+        ({"*": True}, False, False),
+    ],
+)
+def test_only_a_token_of_an_admin_or_a_star_or_admin_key_grants_everything(
+    permissions: dict[str, bool] | None, superuser: bool, everything: bool
+) -> None:
+    assert (
+        Credential(holder_is_superuser=superuser, permissions=permissions).grants_everything() is everything
+    )
