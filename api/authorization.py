@@ -6,35 +6,42 @@ holds; an access token from login carries its user's rights (``domain.scopes.Cre
 caller's role limits whose resources: a regular user reaches only themself and their own keys;
 an admin reaches another user's resources only with a credential that grants the route's
 ``others`` scope. Reaching for someone else's resource without that answers 404, not 403, so
-existence is not revealed.
+existence is not revealed. A superuser holds every scope, so acting on another superuser (routes
+marked ``shields_superusers``) needs a credential that grants everything.
+
+The guard works out whose resource a request is about once and leaves it in the request's state;
+a handler reads that (``decided_owner``) and never parses the owner again from the raw request.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import Enum, auto
 from typing import Any
 from uuid import UUID
 
 import anyio
 import msgspec
+from litestar import Request
 from litestar.connection import ASGIConnection
-from litestar.exceptions import PermissionDeniedException
+from litestar.exceptions import PermissionDeniedException, ValidationException
 from litestar.handlers.base import BaseRouteHandler
 
 from api.context import AUTH_ERROR, PRINCIPAL
 from api.schemas import UpdateMe
 from api.security import Principal
 from domain.errors import ApiKeyNotFoundError, AuthenticationError, UserNotFoundError
-from domain.scopes import Credential, check_within
+from domain.scopes import EVERYTHING, Credential, check_within
+
+OWNER = "ledgerline.owner"  # the request state's key for the owner the guard decided on
 
 
 class Owner(Enum):
     """Where a route finds whose resource it acts on."""
 
-    USER_IN_PATH = "the {user_id} path parameter"
-    USER_IN_QUERY = "the user_id query parameter (absent: the caller)"
-    KEY_IN_PATH = "the owner of the {key_id} API key"
+    USER_IN_PATH = auto()  # the {user_id} path parameter
+    USER_IN_QUERY = auto()  # the user_id query parameter, given at most once (absent: the caller)
+    KEY_IN_PATH = auto()  # the owner of the {key_id} API key
 
 
 @dataclass(frozen=True)
@@ -43,16 +50,18 @@ class Needs:
     (or at all, for a route without an ``owner``); None: any authenticated caller.
     ``admin``: superusers only, whatever the scope.
     ``others``: what an admin's credential must grant to reach another user's resources
-    (None: nobody reaches them); needs an ``owner``."""
+    (None: nobody reaches them); needs an ``owner``.
+    ``shields_superusers``: acting on another user (the {user_id} path parameter) who is a
+    superuser needs a credential that grants everything (else 403): they hold every scope."""
 
     scope: str | None
     admin: bool = False
     owner: Owner | None = None
     others: str | None = None
+    shields_superusers: bool = False
 
 
 PUBLIC = None
-EVERYTHING = {"*": True}
 _USER = Owner.USER_IN_PATH
 _KEY = Owner.KEY_IN_PATH
 ROUTES: dict[str, Needs | None] = {
@@ -70,14 +79,14 @@ ROUTES: dict[str, Needs | None] = {
     "change_my_password": Needs("users:write"),
     "get_user": Needs(None, owner=_USER, others="users:read"),
     "get_user_by_username": Needs("users:read", admin=True),
-    "update_user": Needs("users:write", owner=_USER, others="users:write"),
-    "verify_user": Needs("users:write", admin=True),
-    "activate_user": Needs("users:write", admin=True),
-    "deactivate_user": Needs("users:write", admin=True),
-    "unlock_user": Needs("users:write", admin=True),
-    "delete_user": Needs("users:delete", admin=True),
-    "restore_user": Needs("users:delete", admin=True),
-    "erase_user": Needs("users:delete", admin=True),
+    "update_user": Needs("users:write", owner=_USER, others="users:write", shields_superusers=True),
+    "verify_user": Needs("users:write", admin=True, shields_superusers=True),
+    "activate_user": Needs("users:write", admin=True, shields_superusers=True),
+    "deactivate_user": Needs("users:write", admin=True, shields_superusers=True),
+    "unlock_user": Needs("users:write", admin=True, shields_superusers=True),
+    "delete_user": Needs("users:delete", admin=True, shields_superusers=True),
+    "restore_user": Needs("users:delete", admin=True, shields_superusers=True),
+    "erase_user": Needs("users:delete", admin=True, shields_superusers=True),
     "create_api_key": Needs("api_keys:write"),  # always the caller's own
     "list_api_keys": Needs("api_keys:read", owner=Owner.USER_IN_QUERY, others="api_keys:read"),
     "get_api_key": Needs("api_keys:read", owner=_KEY, others="api_keys:read"),
@@ -107,8 +116,20 @@ def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
 
 
 def credential_of(principal: Principal) -> Credential:
-    """The credential in hand, as the scope rules see it (a key's scopes, or a token's None)."""
-    return Credential(holder_is_superuser=principal.is_superuser, permissions=principal.permissions)
+    """The credential in hand, as the scope rules see it: a key's scopes (or a token's None) and
+    how long it lives."""
+    return Credential(
+        holder_is_superuser=principal.is_superuser,
+        permissions=principal.permissions,
+        expires_at=principal.expires_at,
+        in_grace=principal.in_grace,
+    )
+
+
+def decided_owner(request: Request[Any, Any, Any]) -> UUID:
+    """Whose resource the request acts on, as the guard decided it (a handler dependency)."""
+    owner: UUID = request.scope["state"][OWNER]
+    return owner
 
 
 async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
@@ -123,29 +144,29 @@ async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: Bas
     principal = principal_of(connection)
     if needs.admin and not principal.is_superuser:
         raise PermissionDeniedException("admin rights needed")
-    owner = None if needs.owner is None else await _owner(connection, handler, needs.owner)
-    if owner is None:
+    if needs.owner is None:
         _require(principal, needs.scope)
     else:
-        reach(principal, owner[0], needs, owner[1])
+        owner_id, missing = await _owner(connection, handler, needs.owner, principal)
+        reach(principal, owner_id, needs, missing)
+        connection.scope.setdefault("state", {})[OWNER] = owner_id
+    if needs.shields_superusers:
+        await _shield_superusers(connection, handler, principal)
 
 
 def reach(principal: Principal, owner_id: UUID, needs: Needs, missing: Exception) -> None:
-    """The one rule for whose resources a caller reaches: their own with the route's scope (else
-    403: they know it exists); another user's only as an admin whose credential grants the route's
-    ``others`` scope (else ``missing``: a 404 that does not reveal whether it exists)."""
+    """The one rule for whose resources a caller reaches: their own with the route's scope, or as
+    an admin with its ``others`` scope (what one may read of anyone, one may read of oneself;
+    else 403: they know it exists); another user's only as an admin whose credential grants the
+    route's ``others`` scope (else ``missing``: a 404 that does not reveal whether it exists)."""
+    reaches_others = bool(
+        principal.is_superuser and needs.others and credential_of(principal).grants(needs.others)
+    )
     if owner_id == principal.user_id:
-        _require(principal, needs.scope)
-        return
-    if not (principal.is_superuser and needs.others and credential_of(principal).grants(needs.others)):
+        if not reaches_others:
+            _require(principal, needs.scope)
+    elif not reaches_others:
         raise missing
-
-
-def visible_user(principal: Principal, user_id: UUID, scope: str) -> UUID:
-    """The user id, if the caller may act on that user with ``scope``; otherwise 404. The same
-    rule as ``reach``, for handlers that check a user again (the guard already did)."""
-    reach(principal, user_id, Needs(None, owner=_USER, others=scope), UserNotFoundError(user_id))
-    return user_id
 
 
 def refuse_privileged_fields(principal: Principal, change: UpdateMe) -> None:
@@ -165,17 +186,34 @@ def check_may_make_superuser(principal: Principal) -> None:
     check_within(credential_of(principal), EVERYTHING)
 
 
+async def _shield_superusers(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler, principal: Principal
+) -> None:
+    """Another user who is a superuser holds every scope: acting on them needs a credential that
+    grants everything, or a key with ``users:write`` could demote or lock out an admin who holds
+    more than it. Their record is read only when the credential does not grant everything."""
+    target: UUID = connection.path_params["user_id"]
+    if target == principal.user_id or credential_of(principal).grants_everything():
+        return
+    identity = _services(handler).identity
+    user = await anyio.to_thread.run_sync(identity.get_user, target)  # the event store blocks
+    if user.is_superuser:
+        raise PermissionDeniedException("acting on a superuser needs a credential that grants everything")
+
+
 def _require(principal: Principal, scope: str | None) -> None:
     if scope is not None and not credential_of(principal).grants(scope):
         raise PermissionDeniedException(f"the credential lacks the {scope} scope")
 
 
 async def _owner(
-    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler, where: Owner
-) -> tuple[UUID, Exception] | None:
-    """Whose resource the request is about, and the 404 to answer when the caller may not know;
-    None when the route acts on the caller's own (or the parameter is malformed: the handler's
-    validation answers that with 422, after the scope check)."""
+    connection: ASGIConnection[Any, Any, Any, Any],
+    handler: BaseRouteHandler,
+    where: Owner,
+    principal: Principal,
+) -> tuple[UUID, Exception]:
+    """Whose resource the request is about, and the 404 to answer when the caller may not know.
+    Worked out here only: the handler reads it back (``decided_owner``)."""
     if where is Owner.KEY_IN_PATH:
         key_id = connection.path_params["key_id"]
         identity = _services(handler).identity
@@ -185,12 +223,19 @@ async def _owner(
     if where is Owner.USER_IN_PATH:
         user_id = connection.path_params["user_id"]
         return user_id, UserNotFoundError(user_id)
-    raw = connection.query_params.get("user_id")
+    given = connection.query_params.getall("user_id", [])
+    if not given:
+        return principal.user_id, UserNotFoundError(principal.user_id)
+    reason = "must be given at most once" if len(given) > 1 else "must be a UUID"
     try:
-        user_id = UUID(raw) if raw else None
-    except ValueError:
-        return None
-    return None if user_id is None else (user_id, UserNotFoundError(user_id))
+        if len(given) > 1:  # which one was meant? Refused, not guessed
+            raise ValueError(reason)
+        user_id = UUID(given[0])
+    except ValueError as error:
+        raise ValidationException(
+            f"user_id {reason}", extra=[{"key": "user_id", "message": reason}]
+        ) from error
+    return user_id, UserNotFoundError(user_id)
 
 
 def _services(handler: BaseRouteHandler) -> Any:

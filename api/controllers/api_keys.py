@@ -9,9 +9,10 @@ from uuid import UUID
 
 import msgspec
 from litestar import Controller, Response, delete, get, patch, post
+from litestar.di import Provide
 from litestar.params import Parameter
 
-from api.authorization import authorize, credential_of
+from api.authorization import authorize, credential_of, decided_owner
 from api.controllers.responses import IfMatch, MinPosition, PageNumber, PerPage, if_match, written
 from api.history import history
 from api.presenters import api_key_from_aggregate, api_key_from_row, api_key_out
@@ -35,6 +36,7 @@ class ApiKeysController(Controller):
     path = "/api/v1/api-keys"
     tags = ["api-keys"]
     guards = [authorize]
+    dependencies = {"owner": Provide(decided_owner, sync_to_thread=False)}
 
     @post("/", sync_to_thread=True, status_code=201)
     def create_api_key(self, data: CreateApiKey, services: Services, principal: Principal) -> Response[Any]:
@@ -54,8 +56,10 @@ class ApiKeysController(Controller):
     def list_api_keys(
         self,
         services: Services,
-        principal: Principal,
-        user_id: UUID | None = None,
+        owner: UUID,
+        user_id: Annotated[
+            UUID | None, Parameter(description="whose keys (at most once; absent: the caller's)")
+        ] = None,
         include_revoked: bool = False,
         include_expired: bool = False,
         page: PageNumber = 1,
@@ -65,7 +69,7 @@ class ApiKeysController(Controller):
         cursor: Annotated[str | None, Parameter(max_length=512)] = None,
         min_position: MinPosition = None,
     ) -> Many[ApiKeyOut]:
-        owner = principal.user_id if user_id is None else user_id  # reached: api.authorization
+        del user_id  # documented and validated here; whose keys is ``owner``, decided by the guard
         services.read_side_at(min_position)
         after = None if cursor is None else decode_cursor(cursor, is_time=sort_by == "created_at")
         with services.engine.connect() as conn:

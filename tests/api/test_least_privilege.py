@@ -10,6 +10,7 @@ resources only with a credential holding the route's scope; anyone else gets 404
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -198,8 +199,155 @@ def test_a_rotation_racing_a_permission_raise_never_renews_a_stronger_key(compon
             permissions = dict(event.permissions)
         if isinstance(event, ApiKey.Rotated):
             rotations += 1
-            check_within(weak, permissions)  # raises if this rotation renewed a stronger key
+            check_within(weak, permissions, None)  # raises if this rotation renewed a stronger key
     assert rotations > 0
+
+
+# ---- a key hands out nothing that outlives it ----------------------------------------------------
+
+
+def soon() -> datetime:
+    return datetime.now(UTC) + timedelta(hours=1)
+
+
+def expiring_key(api: Api, permissions: dict[str, bool], name: str = "short") -> tuple[UUID, dict[str, str]]:
+    issued = api.components.identity.issue_api_key(
+        api.admin_id, name=name, permissions=permissions, expires_at=soon()
+    )
+    return issued.result.id, {"X-API-Key": issued.key}
+
+
+@pytest.mark.parametrize("expires_in", [None, timedelta(days=30)])
+def test_a_key_that_expires_soon_cannot_create_a_key_that_outlives_it(
+    api: Api, expires_in: timedelta | None
+) -> None:
+    _, short = expiring_key(api, {"api_keys:write": True, "api_keys:read": True})
+    later = None if expires_in is None else (datetime.now(UTC) + expires_in).isoformat()
+
+    body = {"name": "forever", "permissions": {"api_keys:read": True}, "expires_at": later}
+    problem(api.client.post(KEYS, json=body, headers=short), 403)
+
+    names = {k["name"] for k in api.client.get(KEYS, headers=api.as_admin()).json()["data"]}
+    assert "forever" not in names
+    earlier = (datetime.now(UTC) + timedelta(minutes=30)).isoformat()
+    made = api.client.post(KEYS, json={**body, "name": "shorter", "expires_at": earlier}, headers=short)
+    assert made.status_code == 201, made.text
+
+
+def test_a_key_that_expires_soon_cannot_extend_its_own_life(api: Api) -> None:
+    key_id, short = expiring_key(api, {"api_keys:write": True})
+    path = f"{KEYS}/{key_id}"
+    later = (datetime.now(UTC) + timedelta(days=30)).isoformat()
+
+    problem(api.client.patch(path, json={"expires_at": None}, headers=short), 403)
+    problem(api.client.patch(path, json={"expires_at": later, "description": "x"}, headers=short), 403)
+
+    assert api.components.identity.get_api_key(key_id).version == 1  # nothing was written
+    earlier = (datetime.now(UTC) + timedelta(minutes=30)).isoformat()
+    assert api.client.patch(path, json={"expires_at": earlier}, headers=short).status_code == 200
+
+
+def test_a_key_that_expires_soon_cannot_change_or_rotate_a_key_that_outlives_it(api: Api) -> None:
+    _, short = expiring_key(api, {"api_keys:write": True})
+    lasting = key_id_of(api, api.admin_id, {}, name="lasting")
+    path = f"{KEYS}/{lasting}"
+
+    problem(api.client.post(f"{path}/rotate", json={"grace_seconds": 0}, headers=short), 403)
+    problem(api.client.patch(path, json={"description": "mine"}, headers=short), 403)
+
+    assert api.components.identity.get_api_key(lasting).version == 1
+
+
+def test_an_old_secret_in_its_grace_cannot_take_the_key_over(api: Api) -> None:
+    issued = api.components.identity.issue_api_key(
+        api.user_id,
+        name="ci",
+        permissions={"api_keys:write": True, "api_keys:read": True, "users:read": True},
+    )
+    old = {"X-API-Key": issued.key}
+    path = f"{KEYS}/{issued.result.id}"
+    rotated = api.client.post(f"{path}/rotate", json={"grace_seconds": 3600}, headers=api.as_user())
+    assert rotated.status_code == 200, rotated.text
+    new = {"X-API-Key": rotated.json()["data"]["key"]}
+    assert api.client.get(ME, headers=old).status_code == 200  # the old secret still works: its grace
+
+    problem(api.client.post(f"{path}/rotate", json={"grace_seconds": 0}, headers=old), 403)
+    problem(api.client.patch(path, json={"description": "mine"}, headers=old), 403)
+    problem(api.client.post(KEYS, json={"name": "escape", "permissions": {}}, headers=old), 403)
+
+    assert api.client.get(ME, headers=new).status_code == 200  # the legitimate secret keeps the key
+    assert api.components.identity.get_api_key(issued.result.id).version == 2  # issue, rotate
+    assert "escape" not in {k["name"] for k in api.client.get(KEYS, headers=new).json()["data"]}
+
+
+def test_a_star_key_that_expires_soon_cannot_make_a_lasting_superuser(api: Api) -> None:
+    """Superuser rights do not expire: handing them out needs a credential that does not either."""
+    _, short = expiring_key(api, {"*": True})
+    new_admin = {"username": "mallory", "email": "m@example.com", "password": PASSWORD, "is_superuser": True}
+
+    problem(api.client.post("/api/v1/users", json=new_admin, headers=short), 403)
+    problem(api.client.patch(f"/api/v1/users/{api.user_id}", json={"is_superuser": True}, headers=short), 403)
+
+    assert api.components.identity.find_user_id("mallory") is None
+    assert api.components.identity.get_user(api.user_id).is_superuser is False
+
+
+# ---- whose keys: decided once --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("order", ["self-first", "other-first"])
+def test_user_id_given_twice_never_reaches_another_users_keys(api: Api, order: str) -> None:
+    ids = [api.user_id, api.admin_id] if order == "self-first" else [api.admin_id, api.user_id]
+
+    response = api.client.get(KEYS, params=[("user_id", str(i)) for i in ids], headers=api.as_user())
+
+    assert response.status_code in (404, 422), response.text
+    assert "admin" not in response.text
+    problem(response, response.status_code)
+
+
+# ---- acting on a superuser needs a credential that grants everything -----------------------------
+
+ON_A_USER = [
+    ("PATCH", "", {"is_superuser": False}, "users:write"),
+    ("PATCH", "", {"email": "taken@example.com"}, "users:write"),
+    ("POST", "/deactivate", None, "users:write"),
+    ("POST", "/verify", None, "users:write"),
+    ("POST", "/unlock", None, "users:write"),
+    ("DELETE", "", None, "users:delete"),
+    ("POST", "/erase", None, "users:delete"),
+    ("POST", "/restore", None, "users:delete"),
+]
+
+
+@pytest.mark.parametrize(("method", "suffix", "body", "scope"), ON_A_USER)
+def test_an_admin_key_without_everything_cannot_act_on_another_admin(
+    api: Api, method: str, suffix: str, body: dict[str, Any] | None, scope: str
+) -> None:
+    boss = api.components.identity.register_user(
+        username="boss", email="boss@example.com", password=PASSWORD, is_superuser=True
+    ).id
+    narrow = key_of(api, api.admin_id, {scope: True, "users:read": True}, name="narrow")
+    before = api.components.identity.get_user(boss)
+
+    problem(api.client.request(method, f"/api/v1/users/{boss}{suffix}", json=body, headers=narrow), 403)
+
+    after = api.components.identity.get_user(boss)
+    assert (after.version, after.is_superuser, after.is_active) == (before.version, True, True)
+    # the same credential still acts on a regular user (it holds the route's scope)
+    regular = api.client.request(method, f"/api/v1/users/{api.user_id}{suffix}", json=body, headers=narrow)
+    assert regular.status_code not in (401, 403, 404), regular.text
+
+
+def test_an_admin_key_with_everything_acts_on_another_admin(api: Api) -> None:
+    boss = api.components.identity.register_user(
+        username="boss", email="boss@example.com", password=PASSWORD, is_superuser=True
+    ).id
+
+    demoted = api.client.patch(f"/api/v1/users/{boss}", json={"is_superuser": False}, headers=api.as_admin())
+    deactivated = api.client.post(f"/api/v1/users/{boss}/deactivate", headers=token_of(api, "root"))
+
+    assert (demoted.status_code, deactivated.status_code) == (200, 200), deactivated.text
 
 
 # ---- keys act only within their scopes, on their owner too ---------------------------------------
@@ -325,6 +473,15 @@ def test_another_users_history_needs_an_admin_with_audit_logs_read(api: Api) -> 
     problem(api.client.get(key_history, headers=reader), 404)
 
 
+def test_an_auditor_key_reads_its_own_history_too(api: Api) -> None:
+    """audit_logs:read reads anyone's history: its own too, though it lacks users:read."""
+    auditor = key_of(api, api.admin_id, {"audit_logs:read": True}, name="auditor")
+
+    for path in [f"/api/v1/users/{api.admin_id}/history", f"/api/v1/audit-logs/user/{api.admin_id}"]:
+        response = api.client.get(path, headers=auditor)
+        assert response.status_code == 200, (path, response.text)
+
+
 def test_every_route_about_someones_user_or_key_says_whose_it_is(api: Api) -> None:
     """By construction: a route that names a user or key decides reach in the guard, from the table."""
     for route in api.client.app.routes:
@@ -334,6 +491,13 @@ def test_every_route_about_someones_user_or_key_says_whose_it_is(api: Api) -> No
                 continue
             if {"user_id", "key_id"} & set(route.path_parameters):
                 assert needs.owner is not None, handler.handler_name
+    for route in api.client.app.routes:  # every change to a named user shields superusers
+        for handler in getattr(route, "route_handlers", []):
+            needs = ROUTES.get(handler.handler_name)
+            if needs and "user_id" in route.path_parameters and handler.http_methods - {"GET", "HEAD"}:
+                assert needs.shields_superusers, handler.handler_name
+            if needs and needs.shields_superusers:
+                assert "user_id" in route.path_parameters, handler.handler_name
     assert all(needs.owner is not None for needs in ROUTES.values() if needs and needs.others)
 
 
