@@ -13,7 +13,7 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import JSONTranscoder, Transcoder
+from eventsourcing.persistence import EventStore, JSONTranscoder, Transcoder
 
 from domain.api_keys import ApiKey
 from domain.errors import ApiKeyNotFoundError, UserNotFoundError, VersionMismatchError
@@ -30,6 +30,7 @@ from eventstore.personal_data import (
     StoredPersonalDataAsCiphertext,
     derive_key,
 )
+from eventstore.snapshots import AuthenticatedSnapshots
 from eventstore.transcoder import FastJSONTranscoder
 
 T = TypeVar("T", bound=Aggregate)
@@ -54,6 +55,7 @@ class IdentityBase(Application[UUID]):
         self.lockout = lockout
         self.login_failure_floor = login_failure_floor
         self._email_pepper = derive_key(secret, "email-reservation")
+        self.snapshot_key = derive_key(secret, "snapshot-mac")  # read by construct_snapshot_store
         self._get_locks = tuple(threading.Lock() for _ in range(64))
         super().__init__(env=dict(env))
 
@@ -62,6 +64,12 @@ class IdentityBase(Application[UUID]):
         could be taken while another thread fast-forwards it: one lock per stripe of ids here."""
         with self._get_locks[hash(aggregate_id) % len(self._get_locks)]:
             return self.repository.get(aggregate_id, version=version)
+
+    def construct_snapshot_store(self) -> EventStore[UUID]:
+        """Snapshots carry a MAC the database cannot forge; one that fails it is replayed past."""
+        return AuthenticatedSnapshots(
+            self.mapper, self.factory.aggregate_recorder(purpose="snapshots"), self.snapshot_key
+        )
 
     def construct_transcoder(self) -> Transcoder:
         transcoder = FastJSONTranscoder()

@@ -19,6 +19,7 @@ from eventstore.audit_chain.signing import ALGORITHM
 from eventstore.audit_chain.verify import verify_chain
 from eventstore.personal_data import Sealer
 from eventstore.schema import is_initialised
+from eventstore.snapshots import SnapshotReport, verify_snapshots
 from ledgerline.bootstrap import NotInitialisedError, audit_signer, build, secret_key
 from ledgerline.settings import Settings
 from projections.audit_log.export import export
@@ -35,8 +36,9 @@ def audit() -> None:
 @audit.command("verify")
 @click.option("--public-key", "public_keys", multiple=True, help=PUBLIC_KEY_HELP)
 def audit_verify(public_keys: tuple[str, ...]) -> None:
-    """Recompute the hash chain from the stored events and check every signed checkpoint.
-    Exit status 0 when intact, 1 at the first tampered position (printed)."""
+    """Recompute the hash chain from the stored events and check every signed checkpoint, then
+    every stored snapshot against its events and its MAC (when the secret key is at hand).
+    Exit status 0 when intact, 1 at the first tampered position or a forged snapshot (printed)."""
     settings = Settings.from_env(os.environ)
     engine = settings.database.create_engine()
     try:
@@ -45,7 +47,34 @@ def audit_verify(public_keys: tuple[str, ...]) -> None:
         report = verify_chain(engine, settings.database, _trusted(settings, public_keys))
     finally:
         engine.dispose()
-    _report(asdict(report), report.ok)
+    snapshots = _verify_snapshots(settings)
+    forged = None if snapshots is None else snapshots.forged
+    ok = report.ok and not forged
+    _report(
+        {
+            **asdict(report),
+            "ok": ok,
+            "snapshots_verified": None if snapshots is None else snapshots.verified,
+            "unauthenticated_snapshots": None if snapshots is None else snapshots.unauthenticated,
+            "forged_snapshots": None if forged is None else [asdict(problem) for problem in forged],
+        },
+        ok,
+    )
+
+
+def _verify_snapshots(settings: Settings) -> SnapshotReport | None:
+    """Snapshots are checked with the secret key (their MAC key, and what decrypts the personal
+    data they are compared on); without it they are not checked, and the report says ``null``."""
+    kept = settings.database.is_sqlite and (Path(settings.data_dir) / "secret.key").exists()
+    if settings.secret_key is None and not kept:
+        click.echo("warning: no secret key: snapshots were not checked", err=True)
+        return None
+    components = build(settings)
+    try:
+        identity = components.identity
+        return verify_snapshots(identity, components.engine, settings.database, identity.snapshot_key)
+    finally:
+        components.close()
 
 
 @audit.command("verify-export")
