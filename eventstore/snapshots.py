@@ -88,17 +88,31 @@ class AuthenticatedSnapshots(EventStore[UUID]):
         desc: bool = False,
         limit: int | None = None,
     ) -> Iterator[DomainEventProtocol[UUID]]:
-        rows = self.recorder.select_events(originator_id, gt=gt, lte=lte, desc=desc, limit=limit)
-        for stored in rows:
-            state = opened(self._key, stored)
-            if state is None:
-                logger.warning(
-                    "snapshot of %s at version %s ignored (no valid MAC): replaying its events",
-                    stored.originator_id,
-                    stored.originator_version,
-                )
-                continue
-            yield self.mapper.to_domain_event(replace(stored, state=state))
+        remaining = limit
+        while True:  # with a limit, read on past rejected snapshots: they hide no genuine one
+            requested = remaining
+            page = self.recorder.select_events(originator_id, gt=gt, lte=lte, desc=desc, limit=requested)
+            for stored in page:
+                state = self._verified_state(stored)
+                if state is not None:
+                    yield self.mapper.to_domain_event(replace(stored, state=state))
+                    remaining = None if remaining is None else remaining - 1
+            if remaining is None or remaining == 0 or requested is None or len(page) < requested:
+                return
+            if desc:
+                lte = page[-1].originator_version - 1
+            else:
+                gt = page[-1].originator_version
+
+    def _verified_state(self, stored: StoredEvent) -> bytes | None:
+        state = opened(self._key, stored)
+        if state is None:
+            logger.warning(
+                "snapshot of %s at version %s ignored (no valid MAC): replaying its events",
+                stored.originator_id,
+                stored.originator_version,
+            )
+        return state
 
 
 @dataclass(frozen=True)
@@ -155,7 +169,8 @@ def _comparable(aggregate: object) -> dict[str, Any]:
     return state
 
 
-def _stored_snapshots(engine: Engine, database: Database) -> Iterator[StoredEvent]:
+def _stored_snapshots(engine: Engine, database: Database, batch: int = 500) -> Iterator[StoredEvent]:
+    """Every stored snapshot, in (id, version) order, a batch per short read transaction."""
     table = sa.table(
         database.snapshots_table,
         sa.column("originator_id"),
@@ -163,12 +178,21 @@ def _stored_snapshots(engine: Engine, database: Database) -> Iterator[StoredEven
         sa.column("topic"),
         sa.column("state"),
     )
-    with engine.connect() as conn:
-        rows = conn.execute(sa.select(table).order_by(table.c.originator_id, table.c.originator_version))
-        for row in rows.all():
+    key = sa.tuple_(table.c.originator_id, table.c.originator_version)
+    after: tuple[Any, int] | None = None
+    while True:
+        query = sa.select(table).order_by(table.c.originator_id, table.c.originator_version).limit(batch)
+        with engine.connect() as conn:
+            rows = conn.execute(
+                query if after is None else query.where(key > sa.tuple_(*map(sa.literal, after)))
+            ).all()
+        for row in rows:
             yield StoredEvent(
                 originator_id=UUID(str(row.originator_id)),
                 originator_version=int(row.originator_version),
                 topic=row.topic,
                 state=bytes(row.state),
             )
+        if len(rows) < batch:
+            return
+        after = (rows[-1].originator_id, rows[-1].originator_version)

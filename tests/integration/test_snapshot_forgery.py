@@ -18,6 +18,7 @@ from litestar.testing import TestClient
 
 from eventstore.passwords import Passwords
 from eventstore.snapshots import MAC_SIZE, MAGIC
+from eventstore.snapshots import _stored_snapshots as stored_snapshots
 from ledgerline.bootstrap import Components, build, build_app
 from tests.conftest import settings_for
 from tests.integration.helpers import register, user_context
@@ -137,6 +138,9 @@ def test_a_forged_snapshot_grants_nothing_is_logged_and_verify_reports_it(
         rejected = [r.getMessage() for r in caplog.records if r.name == SNAPSHOT_LOGGER]
         assert any(str(alice) in line and f"version {version}" in line for line in rejected), rejected
         assert not any("alice" in line or "Name" in line for line in rejected)  # no personal data
+        if forgery != "flag flipped":  # the forged newer one hides not her genuine older snapshot
+            nearest = list(components.identity.snapshots.get(alice, desc=True, limit=1))  # type: ignore[union-attr]
+            assert [s.originator_version for s in nearest] == [version - 1]
         with TestClient(app=build_app(components, watch_credentials=False)) as client:
             listed = client.get("/api/v1/users", headers={"X-API-Key": key})
         assert listed.status_code == 403, listed.text
@@ -163,6 +167,10 @@ def test_genuine_snapshots_are_used_and_verify(
     code, report = verify(components, tmp_path)
     assert code == 0 and report["ok"] is True
     assert report["snapshots_verified"] == 2 and report["forged_snapshots"] == []
+    paged = list(stored_snapshots(components.engine, components.settings.database, batch=1))
+    assert sorted((s.originator_id, s.originator_version) for s in paged) == [
+        (s.originator_id, s.originator_version) for s in paged
+    ] and len(paged) == 2  # fmt: skip
 
 
 def test_a_snapshot_written_before_macs_is_replayed_past_and_not_called_forged(
