@@ -106,6 +106,30 @@ def grant_runtime_role(connection: Connection, role: str) -> None:
     connection.commit()
 
 
+def hand_over_caches(connection: Connection, role: str, relations: list[str]) -> None:
+    """Make the runtime role the owner of the read models' tables and views the owner still
+    owns (made before the roles were split): a rebuild drops and re-creates them. The owner
+    must be able to act as that role (a superuser, or ``GRANT <runtime> TO <owner>``)."""
+    quote = connection.dialect.identifier_preparer.quote
+    owned = connection.execute(
+        text(
+            "SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = 'public' AND c.relname = ANY(:names) AND c.relkind IN ('r', 'v')"
+            " AND pg_get_userbyid(c.relowner) = current_user"
+        ),
+        {"names": relations},
+    ).all()
+    if owned and not connection.execute(text("SELECT pg_has_role(:role, 'MEMBER')"), {"role": role}).scalar():
+        raise RuntimeRoleError(
+            f"the read models were made by the owner; to hand them to {role!r} the owner must be "
+            f"a member of it (GRANT {quote(role)} TO <owner>) or a superuser"
+        )
+    for name, kind in owned:
+        what = "VIEW" if kind == "v" else "TABLE"
+        connection.exec_driver_sql(f"ALTER {what} {quote(name)} OWNER TO {quote(role)}")
+    connection.commit()
+
+
 def _owned(connection: Connection, query: str) -> list[str]:
     return list(connection.execute(text(f"{query} AND schemaname = 'public'")).scalars())
 

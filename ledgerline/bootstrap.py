@@ -19,11 +19,11 @@ from eventstore.audit_chain.signing import Signer
 from eventstore.identity import Identity
 from eventstore.passwords import Passwords
 from eventstore.personal_data import DataKeyStore, Sealer, WrongSecretKeyError, derive_key
-from eventstore.schema import grant_runtime_role, init_lock, init_schema, is_initialised
+from eventstore.schema import grant_runtime_role, hand_over_caches, init_lock, init_schema, is_initialised
 from ledgerline import __version__
 from ledgerline.settings import Settings, SettingsError
 from projections.base import Projection, ProjectionContext
-from projections.catalog import ensure_live_generation
+from projections.catalog import cache_relations, ensure_live_generation
 from projections.registry import all_projections
 
 
@@ -133,6 +133,8 @@ def initialise(settings: Settings, engine: Engine, projections: dict[str, Projec
             init_schema(owner or settings.database, connection)
             if owner is not None:
                 grant_runtime_role(connection, settings.database.role)
+                caches = [name for p in projections.values() for name in cache_relations(connection, p)]
+                hand_over_caches(connection, settings.database.role, caches)
             for projection in projections.values():
                 ensure_live_generation(engine, projection)
     finally:

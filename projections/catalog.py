@@ -72,6 +72,19 @@ def ensure_live_generation(engine: Engine, projection: Projection) -> None:
         _point_view(conn, projection, 1)
 
 
+def cache_relations(conn: Connection, projection: Projection) -> list[str]:
+    """The tables and views of the projection's live and building generations (``db init`` hands
+    them to the runtime role, which drops and creates them in rebuilds)."""
+    row = conn.execute(sa.select(generations).where(generations.c.name == projection.name)).first()
+    if row is None:
+        return []
+    names: list[str] = []
+    for generation in {row.live, row.building} - {None}:
+        for table in tables_of(projection, generation):
+            names += [table.name, table.name.removesuffix(f"_g{generation}")]
+    return names
+
+
 def live_generation(conn: Connection, name: str) -> tuple[int, int]:
     row = conn.execute(
         sa.select(generations.c.live, generations.c.live_shape).where(generations.c.name == name)

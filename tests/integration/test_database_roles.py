@@ -191,6 +191,33 @@ def test_db_init_again_as_owner_keeps_the_runtime_role_working(
     assert run_as_runtime(app, "DELETE FROM identity_events") == "42501"
 
 
+def test_a_database_one_role_made_is_split_and_the_runtime_role_can_rebuild(
+    roles: Roles, tmp_path: Path, fast_passwords: Passwords
+) -> None:
+    before = build(settings_for(roles.owner_url, tmp_path, **POOL), init=True, passwords=fast_passwords)
+    register(before.identity, "alice")  # made with one role owning everything, read models too
+    before.close()
+    split = runtime_settings(roles, tmp_path)
+    with pytest.raises(RuntimeRoleError, match="member"):  # it cannot hand the read models over yet
+        build(split, init=True, passwords=fast_passwords).close()
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("GRANT {} TO {}").format(sql.Identifier(roles.runtime), sql.Identifier(roles.owner))
+        )
+    build(split, init=True, passwords=fast_passwords).close()
+    after = build(settings_for(roles.runtime_url, tmp_path, **POOL), passwords=fast_passwords)
+    try:
+        for projection in after.projections.values():
+            rebuild(projection, after.identity, after.engine)  # drops the tables the owner made
+        register(after.identity, "bob")
+        project_all(after)
+        with after.engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM users")).scalar_one() == 2
+        assert run_as_runtime(after, "DELETE FROM identity_events") == "42501"
+    finally:
+        after.close()
+
+
 def test_a_superuser_runtime_role_is_refused_by_db_init(roles: Roles, tmp_path: Path) -> None:
     superuser_url = PG_ADMIN_DSN.rsplit("/", 1)[0] + "/" + roles.owner_url.rsplit("/", 1)[1]
     settings = settings_for(superuser_url, tmp_path, LEDGERLINE_OWNER_DATABASE_URL=roles.owner_url, **POOL)
