@@ -77,13 +77,17 @@ def secret_key(settings: Settings) -> bytes:
     return bytes.fromhex(path.read_text().strip())
 
 
-def build(settings: Settings, *, init: bool = False, passwords: Passwords | None = None) -> Components:
+def build(settings: Settings, *, init: bool | None = False, passwords: Passwords | None = None) -> Components:
     """Assemble the application. ``init`` creates or upgrades the schema first (``db init``);
-    otherwise the schema must already be in place: workers never race to create tables."""
+    None does so only when it is not up to date (a first ``create-admin``; a store initialised by
+    its owner is then left alone, its runtime role could not); otherwise the schema must already
+    be in place: workers never race to create tables."""
     secret = secret_key(settings)
     engine = settings.database.create_engine()
     data_keys = DataKeyStore(engine, secret)
     projections = all_projections(ProjectionContext(Sealer(data_keys)))
+    if init is None:
+        init = not is_initialised(engine)
     if init:
         initialise(settings, engine, projections)
     elif not is_initialised(engine):

@@ -93,7 +93,7 @@ def create_admin(username: str, email: str, password: str, full_name: str | None
         )
     except msgspec.ValidationError as error:
         raise click.BadParameter(str(error)) from None
-    components = build(_settings(), init=True)
+    components = build(_settings(), init=None)
     try:
         key = _register_admin(components, request)
     except DomainError as error:

@@ -238,13 +238,13 @@ def test_serve_and_project_as_the_runtime_role_answer_commands(roles: Roles, tmp
     init = subprocess.run([LEDGERLINE, "db", "init"], env=env, capture_output=True, text=True, timeout=120)
     assert init.returncode == 0, init.stderr
     assert roles.owner_url not in init.stdout + init.stderr
-    key = subprocess.run(
+    runtime_env = {"LEDGERLINE_OWNER_DATABASE_URL": "", **FAST_ARGON2_ENV, **POOL}
+    key = subprocess.run(  # with the runtime role only, as the services have it
         [LEDGERLINE, "create-admin", "--username", "root", "--email", "root@example.com"],
-        env={**env, "LEDGERLINE_ADMIN_PASSWORD": "Correct-Horse-9"},  # a setup command: it inits too
+        env={**env, **runtime_env, "LEDGERLINE_ADMIN_PASSWORD": "Correct-Horse-9"},
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert key.returncode == 0, key.stderr
-    runtime_env = {"LEDGERLINE_OWNER_DATABASE_URL": "", **FAST_ARGON2_ENV, **POOL}
     log = (tmp_path / "project.log").open("wb")
     projector = subprocess.Popen([LEDGERLINE, "project"], env={**env, **runtime_env}, stdout=log, stderr=log)
     try:
