@@ -41,7 +41,7 @@ def create_app(
 ) -> Litestar:
     cache = services.credential_cache
     stop = threading.Event()
-    follower = StreamFollower(services.identity, cache, stop)
+    follower = services.follower = StreamFollower(services.identity, cache, stop)  # store_at catches it up
     authenticator = Authenticator(services.identity, services.tokens, cache, follower)
     networks = [ipaddress.ip_network(proxy, strict=False) for proxy in trusted_proxies]
     usage = UsageRecorder(services.identity, stop, interval=services.usage_flush_seconds)

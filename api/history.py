@@ -2,7 +2,8 @@
 
 Changes are derived by replay (state before and after each event, as clients see it), so they
 are exactly what the API showed at the time; secrets appear only as "[REDACTED]". Positions
-come from the audit log (the read side is caught up first).
+come from the audit log (caught up to the request's ``min_position`` first, by default to
+everything written so far).
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ REDACTED = "[REDACTED]"
 NOT_CHANGES = frozenset({"version", "updated_at"})
 
 
-def history(services: Services, entity_id: UUID, present: Callable[[Any], Any]) -> list[dict[str, Any]]:
-    services.read_side_at(None)
+def history(
+    services: Services, entity_id: UUID, present: Callable[[Any], Any], min_position: int | None
+) -> list[dict[str, Any]]:
+    services.read_side_at(min_position)  # the positions come from the audit log
     with services.engine.connect() as conn:
         positions = positions_by_version(conn, entity_id)
     entries: list[dict[str, Any]] = []

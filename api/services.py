@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +18,7 @@ import psycopg
 from litestar.exceptions import ServiceUnavailableException, ValidationException
 from sqlalchemy.engine import Engine
 
+from api.follower import StreamFollower
 from api.rate_limit import LoginRateLimiter
 from api.schemas import Pagination, in_utc, storable_text
 from api.security import CredentialCache
@@ -25,9 +28,13 @@ from eventstore.database import Database
 from eventstore.identity import Identity
 from eventstore.personal_data import Sealer
 from projections.audit_log.queries import MAX_POSITION
-from projections.read_side import wait_for_position
+from projections.read_side import positions
 
 logger = logging.getLogger("ledgerline.api")
+# Sync handlers run on asyncio's default executor (Litestar's sync_to_thread), of this many threads.
+HANDLER_THREADS = min(32, (os.cpu_count() or 1) + 4)
+WAITERS = max(1, HANDLER_THREADS // 2)  # that may wait for a position at once: half stay for the rest
+FIRST_PAUSE, LONGEST_PAUSE = 0.01, 0.2  # seconds between checks of a waiting request
 
 
 @dataclass
@@ -46,6 +53,8 @@ class Services:
     credential_cache: CredentialCache = field(default_factory=CredentialCache)
     signer: Signer | None = None  # signs export bundles; its public key anchors verification
     database: Database | None = None  # where the chain's stored records are read from
+    follower: StreamFollower | None = None  # this process's caches, set by ``create_app``
+    waiting: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(WAITERS))
 
     def database_answers(self) -> bool:
         """A quick, separate check (1 s timeout) that the database takes connections again."""
@@ -75,17 +84,67 @@ class Services:
         position beyond the last event is waited for too (it may be written by a process this
         one does not see yet, e.g. on a lagging replica), within the same ``read_timeout``."""
         deadline = time.monotonic() + self.read_timeout
+        target = self._reachable(min_position)
+
+        def caught_up() -> bool:  # a read table never runs ahead of the store
+            reached = positions(self.engine)
+            return bool(reached) and min(reached.values()) >= target
+
+        self._wait_until(caught_up, deadline, lambda: self._behind(target, "the read side is catching up"))
+
+    def store_at(self, min_position: int | None) -> None:
+        """For reads of the event store: wait until it holds ``min_position`` and this process's
+        follower has applied it (the read tables are not waited for). Without one there is
+        nothing to wait for: authenticating the request caught the follower up to the head."""
+        if min_position is None:
+            return
+        deadline = time.monotonic() + self.read_timeout
+        target = self._reachable(min_position)
+        self._wait_until(lambda: self.identity.head_position() >= target, deadline, self._not_written)
+        if self.follower is not None:
+            self.follower.catch_up(target)
+
+    def _reachable(self, min_position: int | None) -> int:
+        """The position to wait for; one so far beyond the head that this process does not
+        expect to see it within the wait (more than ``ready_max_lag`` events, the lag a ready
+        process may have) is refused at once instead of holding a worker thread."""
         head = self.identity.head_position()
-        while min_position is not None and min_position > head:
-            if time.monotonic() >= deadline:
-                raise ServiceUnavailableException(
-                    "min_position is not written yet", headers={"Retry-After": "1"}
-                )
-            time.sleep(0.01)
-            head = self.identity.head_position()
-        target = head if min_position is None else min_position
-        if not wait_for_position(self.engine, target, timeout=max(0.0, deadline - time.monotonic())):
-            raise ServiceUnavailableException("the read side is catching up", headers={"Retry-After": "1"})
+        if min_position is None:
+            return head
+        if min_position > head + self.ready_max_lag:
+            raise _unavailable("min_position is too far beyond the last event to wait for")
+        return min_position
+
+    def _wait_until(
+        self, reached: Callable[[], bool], deadline: float, refusal: Callable[[], ServiceUnavailableException]
+    ) -> None:
+        """Check ``reached`` with pauses growing from 10 ms to 200 ms (a waiter costs the
+        database a few queries a second, not a hundred); at most ``waiting``'s size of
+        requests wait at once, so waiters cannot take every worker thread: others get a 503."""
+        if reached():
+            return
+        if not self.waiting.acquire(blocking=False):
+            raise _unavailable("too many requests are waiting for a position")
+        try:
+            pause = FIRST_PAUSE
+            while (left := deadline - time.monotonic()) > 0:
+                time.sleep(min(pause, left))
+                if reached():
+                    return
+                pause = min(2 * pause, LONGEST_PAUSE)
+            raise refusal()
+        finally:
+            self.waiting.release()
+
+    def _behind(self, target: int, why: str) -> ServiceUnavailableException:
+        return self._not_written() if self.identity.head_position() < target else _unavailable(why)
+
+    def _not_written(self) -> ServiceUnavailableException:
+        return _unavailable("min_position is not written yet")
+
+
+def _unavailable(why: str) -> ServiceUnavailableException:
+    return ServiceUnavailableException(why, headers={"Retry-After": "1"})
 
 
 def aware(name: str, moment: datetime | str | None) -> datetime | None:

@@ -100,6 +100,7 @@ class ApiKeysController(Controller):
     def get_api_key(
         self, key_id: UUID, services: Services, min_position: MinPosition = None
     ) -> One[ApiKeyOut]:
+        services.store_at(min_position)
         return One(data=api_key_out(services.identity.get_api_key(key_id)))
 
     @get("/{key_id:uuid}/history", sync_to_thread=True)
@@ -107,7 +108,7 @@ class ApiKeysController(Controller):
         self, key_id: UUID, services: Services, min_position: MinPosition = None
     ) -> dict[str, Any]:
         """The key's events in order, replayed from the event store; digests redacted."""
-        return {"data": history(services, key_id, api_key_from_aggregate)}
+        return {"data": history(services, key_id, api_key_from_aggregate, min_position)}
 
     @patch("/{key_id:uuid}", sync_to_thread=True)
     def update_api_key(

@@ -103,6 +103,7 @@ class UsersController(Controller):
     def get_me(
         self, services: Services, principal: Principal, min_position: MinPosition = None
     ) -> One[UserOut]:
+        services.store_at(min_position)
         return One(data=user_from_aggregate(services.identity.get_user(principal.user_id)))
 
     @patch("/me", sync_to_thread=True)
@@ -124,6 +125,7 @@ class UsersController(Controller):
     def get_user_by_username(
         self, username: str, services: Services, min_position: MinPosition = None
     ) -> One[UserOut]:
+        services.store_at(min_position)
         user_id = services.identity.find_user_id(username) if "@" not in username else None
         user = None if user_id is None else services.identity.get_user(user_id)
         if user is None or user.is_deleted:
@@ -142,6 +144,7 @@ class UsersController(Controller):
         min_position: MinPosition = None,
     ) -> One[UserOut]:
         """The user now, or (``version``/``as_of``) as they were then, rebuilt from the events."""
+        services.store_at(min_position)
         current = services.identity.get_user(user_id)
         if current.is_deleted and not (include_deleted and principal.is_superuser):
             raise UserNotFoundError(user_id)  # soft-deleted users are gone from reads
@@ -156,8 +159,9 @@ class UsersController(Controller):
         self, user_id: UUID, services: Services, min_position: MinPosition = None
     ) -> dict[str, Any]:
         """The user's events in order, replayed from the event store, secrets redacted."""
+        services.store_at(min_position)
         services.identity.get_user(user_id)  # 404 for an unknown id
-        return {"data": history(services, user_id, user_from_aggregate)}
+        return {"data": history(services, user_id, user_from_aggregate, min_position)}
 
     @patch("/{user_id:uuid}", sync_to_thread=True)
     def update_user(
