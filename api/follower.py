@@ -27,6 +27,7 @@ from domain.sessions import Session
 from domain.users import User
 from eventstore.identity import Identity
 from projections.api_keys.projection import ApiKeysProjection
+from projections.runner import ErrorSummary
 
 logger = logging.getLogger("ledgerline.api")
 PAGE = 1000
@@ -53,8 +54,10 @@ class StreamFollower(threading.Thread):
         while not self.stop.wait(self.interval):
             try:
                 self.catch_up(self.identity.head_position())
-            except Exception:  # the database may be away: keep following
-                logger.warning("the stream follower could not read the event stream", exc_info=True)
+            except Exception as error:  # the database may be away: keep following
+                logger.warning(
+                    "the stream follower could not read the event stream (%s)", ErrorSummary.of(error)
+                )
 
     def catch_up(self, target: int) -> None:
         """Return once every event up to ``target`` is applied (positions are committed in order,

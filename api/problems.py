@@ -1,7 +1,8 @@
 """Errors as RFC 9457 problems: one table maps each exception type to status, type and title.
 
 Domain errors know nothing of HTTP; this is the one place that gives them a status. Anything
-not in the table is a 500 whose body says nothing of the internals (logged with the request id).
+not in the table is a 500 whose body says nothing of the internals, logged with the request's id
+as its type and SQLSTATE only (``ErrorSummary``: never its text or traceback, which can hold data).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from litestar.exceptions import (
 
 from api.breaker import DATABASE_UNAVAILABLE
 from domain import errors
+from domain.audit import current_audit_context
+from projections.runner import ErrorSummary
 
 logger = logging.getLogger("ledgerline.api")
 PROBLEM_JSON = "application/problem+json"
@@ -113,10 +116,9 @@ def problem_response(request: Request[Any, Any, Any], error: Exception) -> Respo
             breaker.failed()
     if problem.status == 401:
         headers.setdefault("WWW-Authenticate", 'Bearer realm="ledgerline", ApiKey header="X-API-Key"')
-    if problem.status >= 500 and problem is INTERNAL:
-        logger.exception(
-            "unhandled error", exc_info=error, extra={"request_id": request.headers.get("x-request-id")}
-        )
+    if problem is INTERNAL:  # its type only: an error's text (a statement's parameters) may be personal
+        request_id = current_audit_context().request_id
+        logger.error("unhandled error (%s)", ErrorSummary.of(error), extra={"request_id": request_id})
     return Response(body, status_code=body["status"], media_type=PROBLEM_JSON, headers=headers)
 
 

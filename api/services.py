@@ -29,6 +29,7 @@ from eventstore.identity import Identity
 from eventstore.personal_data import Sealer
 from projections.audit_log.queries import MAX_POSITION
 from projections.read_side import positions
+from projections.runner import ErrorSummary
 
 logger = logging.getLogger("ledgerline.api")
 # Sync handlers run on asyncio's default executor (Litestar's sync_to_thread), of this many threads.
@@ -75,8 +76,8 @@ class Services:
             if pool is not None:
                 pool.check()
             self.engine.dispose()
-        except Exception:  # still down: the next failure tries again
-            logger.debug("could not clean the connection pools", exc_info=True)
+        except Exception as error:  # still down: the next failure tries again
+            logger.debug("could not clean the connection pools (%s)", ErrorSummary.of(error))
 
     def read_side_at(self, min_position: int | None) -> None:
         """Wait until the read tables hold ``min_position`` (default: everything written so

@@ -16,6 +16,7 @@ from uuid import UUID
 from domain.audit import AuditContext, acting_as
 from domain.errors import ApiKeyNotFoundError
 from eventstore.identity import Identity
+from projections.runner import ErrorSummary
 
 logger = logging.getLogger("ledgerline.usage")
 FLUSHER = AuditContext(actor_type="system", request_id="usage-flush")
@@ -64,9 +65,10 @@ class UsageRecorder(threading.Thread):
                     )
             except ApiKeyNotFoundError:
                 continue
-            except Exception:
+            except Exception as error:  # its type only: an error's text may carry the stored values
+                summary = ErrorSummary.of(error)
                 logger.warning(
-                    "could not record usage of %s; keeping it for the next flush", key_id, exc_info=True
+                    "could not record usage of %s; keeping it for the next flush (%s)", key_id, summary
                 )
                 self._merge_back(key_id, tally)
 

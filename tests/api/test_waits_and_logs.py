@@ -4,11 +4,14 @@ worker thread. Every GET takes ``min_position``, those reading the event store t
 
 from __future__ import annotations
 
+import logging
 import threading
+import traceback
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import sqlalchemy
 from litestar.testing import TestClient
 
 from api.services import WAITERS, Services
@@ -116,3 +119,29 @@ def test_a_read_of_the_event_store_waits_for_a_position_written_meanwhile(api: A
     later.join()
     assert waited.status_code == 200, waited.text
     assert waited.json()["data"]["full_name"] == "Alice B"
+
+
+def test_a_500_logs_its_error_type_and_the_requests_id_never_its_text(
+    api: Api, services: Services, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    leak = "leak.me@example.com"
+
+    def failing(_: str) -> None:
+        raise sqlalchemy.exc.IntegrityError(
+            f"SELECT 1 WHERE email = '{leak}'", {"email": leak}, ValueError(leak)
+        )
+
+    monkeypatch.setattr(services.identity, "find_user_id", failing)
+    caplog.set_level(logging.DEBUG)
+    answer = api.client.get(
+        "/api/v1/users/by-username/x", headers={**api.as_admin(), "X-Request-ID": "a b\n"}
+    )
+    assert answer.status_code == 500 and leak not in answer.text
+    records = [r for r in caplog.records if r.getMessage().startswith("unhandled error")]
+    assert records and records[0].request_id == answer.headers["X-Request-ID"] != "a b\n"  # type: ignore[attr-defined]
+    assert "ValueError" in records[0].getMessage()  # what the driver raised (ErrorSummary)
+    for record in caplog.records:
+        said = [record.getMessage(), repr(record.args), record.exc_text or "", repr(vars(record))]
+        if record.exc_info:
+            said.append("".join(traceback.format_exception(*record.exc_info)))
+        assert not any(leak in text for text in said), record
