@@ -26,6 +26,11 @@ from projections.audit_log.export import export
 from projections.audit_log.queries import AuditFilter
 
 PUBLIC_KEY_HELP = "A trusted Ed25519 public key in hex (repeatable); default: this installation's own."
+TRUSTED_KEY_HELP = "A trusted Ed25519 public key in hex (repeatable; at least one is required)."
+NO_TRUSTED_KEY = (
+    "error: a bundle proves nothing without a key you trust: pass --public-key with the key "
+    "published by `ledgerline audit public-key` (or GET /api/v1/audit-logs/public-key)"
+)
 
 
 @click.group("audit")
@@ -79,11 +84,14 @@ def _verify_snapshots(settings: Settings) -> SnapshotReport | None:
 
 @audit.command("verify-export")
 @click.argument("bundle", type=click.File("rb"))
-@click.option("--public-key", "public_keys", multiple=True, help=PUBLIC_KEY_HELP)
+@click.option("--public-key", "public_keys", multiple=True, help=TRUSTED_KEY_HELP)
 def audit_verify_export(bundle: IO[bytes], public_keys: tuple[str, ...]) -> None:
-    """Check an NDJSON export on its own: its signature, each entry's chain link, its checkpoint."""
-    settings = Settings.from_env(os.environ)
-    report = verify_bundle(bundle, _trusted(settings, public_keys))
+    """Check an NDJSON export on its own against the keys you trust: its signature, each entry's
+    chain link, its checkpoint. The key the bundle names is never trusted (a forger names hers)."""
+    if not public_keys:
+        click.echo(NO_TRUSTED_KEY, err=True)
+        sys.exit(2)
+    report = verify_bundle(bundle, _hex_keys(public_keys))
     _report(asdict(report), report.ok)
 
 
@@ -141,21 +149,26 @@ def _filter(options: dict[str, Any]) -> AuditFilter:
 
 
 def _trusted(settings: Settings, public_keys: tuple[str, ...]) -> frozenset[bytes] | None:
-    """The keys signatures must come from: the ones given, else this installation's own (when
-    its secret is at hand), else none: then the report lists the keys it could not anchor."""
+    """The keys ``audit verify`` wants checkpoints signed with: the ones given, else this
+    installation's own (when its secret is at hand), else none: then the report lists the keys
+    stored beside the checkpoints in ``untrusted_keys``. (``verify-export`` takes only keys given.)"""
     if public_keys:
-        try:
-            return frozenset(bytes.fromhex(key) for key in public_keys)
-        except ValueError:
-            raise click.BadParameter("not hex", param_hint="--public-key") from None
+        return _hex_keys(public_keys)
     if settings.audit_signing_key is not None:
         return frozenset({audit_signer(settings, None).public_key})
     kept = settings.database.is_sqlite and (Path(settings.data_dir) / "secret.key").exists()
     if settings.secret_key is None and not kept:
-        click.echo("warning: no public key given; signatures are checked against the keys stored "
-                   "in the database (pass --public-key to anchor them)", err=True)  # fmt: skip
+        click.echo("warning: no public key given: checkpoints are checked only against the keys stored "
+                   "beside them, which anchors nothing (pass --public-key)", err=True)  # fmt: skip
         return None
     return frozenset({audit_signer(settings, secret_key(settings)).public_key})
+
+
+def _hex_keys(public_keys: tuple[str, ...]) -> frozenset[bytes]:
+    try:
+        return frozenset(bytes.fromhex(key) for key in public_keys)
+    except ValueError:
+        raise click.BadParameter("not hex", param_hint="--public-key") from None
 
 
 def _report(report: dict[str, Any], ok: bool) -> None:

@@ -121,9 +121,10 @@ class _Bad(Exception):
         self.line, self.reason = line, reason
 
 
-def verify_bundle(lines: Iterable[bytes], trusted_keys: frozenset[bytes] | None = None) -> BundleReport:
+def verify_bundle(lines: Iterable[bytes], trusted_keys: frozenset[bytes]) -> BundleReport:
     """Check a bundle line by line (constant memory). ``trusted_keys``: the published public
-    keys; ``None`` accepts the key the bundle names (reported in ``key_id``)."""
+    keys the auditor holds. The key a bundle names is never trusted on its own word: whoever
+    changed an entry could re-sign it with a key of their own, so no trusted key, no valid bundle."""
     report = BundleReport()
     try:
         _check(lines, trusted_keys, report)
@@ -132,7 +133,7 @@ def verify_bundle(lines: Iterable[bytes], trusted_keys: frozenset[bytes] | None 
     return report
 
 
-def _check(lines: Iterable[bytes], trusted: frozenset[bytes] | None, report: BundleReport) -> None:
+def _check(lines: Iterable[bytes], trusted: frozenset[bytes], report: BundleReport) -> None:
     digest, number, header, closing = hashlib.sha256(), 0, None, None
     previous: dict[str, Any] | None = None
     for number, raw in enumerate(lines, start=1):
@@ -190,7 +191,7 @@ def _check_signature(
     number: int,
     closing: dict[str, Any],
     bundle_sha256: str,
-    trusted: frozenset[bytes] | None,
+    trusted: frozenset[bytes],
     report: BundleReport,
 ) -> None:
     try:
@@ -200,7 +201,7 @@ def _check_signature(
     except (KeyError, TypeError, ValueError):
         raise _Bad(number, "the signature line is malformed") from None
     report.key_id = key_id(public_key)
-    if trusted is not None and public_key not in trusted:
+    if public_key not in trusted:
         raise _Bad(number, f"signed with an unknown key {report.key_id}")
     if not is_valid(public_key, signature, message):
         raise _Bad(number, "the bundle's signature is invalid")
@@ -208,7 +209,7 @@ def _check_signature(
         raise _Bad(number, "the bundle was changed after it was signed")
 
 
-def _check_checkpoint(number: int, checkpoint: dict[str, Any], trusted: frozenset[bytes] | None) -> None:
+def _check_checkpoint(number: int, checkpoint: dict[str, Any], trusted: frozenset[bytes]) -> None:
     try:
         public_key = bytes.fromhex(checkpoint["public_key"])
         message = checkpoint_message(
@@ -219,7 +220,7 @@ def _check_checkpoint(number: int, checkpoint: dict[str, Any], trusted: frozense
         valid = is_valid(public_key, bytes.fromhex(checkpoint["signature"]), message)
     except (KeyError, TypeError, ValueError):
         raise _Bad(number, "the checkpoint is malformed") from None
-    if trusted is not None and public_key not in trusted:
+    if public_key not in trusted:
         raise _Bad(number, f"the checkpoint is signed with an unknown key {key_id(public_key)}")
     if not valid:
         raise _Bad(number, "the checkpoint's signature is invalid")

@@ -4,6 +4,7 @@ processes, real databases, an offline copy, and exports checked with nothing but
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -19,6 +20,8 @@ from psycopg import sql
 
 from domain.audit import AuditContext, acting_as
 from domain.errors import AuthenticationError
+from eventstore.audit_chain.bundle import FORMAT
+from eventstore.audit_chain.signing import Signer
 from eventstore.database import Database
 from ledgerline.bootstrap import Components
 from tests.conftest import PG_ADMIN_DSN
@@ -97,6 +100,50 @@ def test_an_export_verifies_on_its_own_and_any_change_is_caught(ledger: Componen
     assert other.returncode == 1 and "unknown key" in json.loads(other.stdout)["reason"]
 
 
+def resigned(lines: list[bytes], old: bytes, new: bytes, attacker: Signer) -> bytes:
+    """The attacker's bundle: an entry changed, then the closing line re-signed with her own key."""
+    body = [line.replace(old, new) for line in lines[:-1]]
+    assert body != lines[:-1]
+    closing = json.loads(lines[-1])
+    closing["bundle_sha256"] = hashlib.sha256(b"".join(body)).hexdigest()
+    message = f"{FORMAT}\n{closing['bundle_sha256']}\n{closing['entries']}\n{closing['signed_at']}"
+    closing.update(
+        key_id=attacker.key_id,
+        public_key=attacker.public_key.hex(),
+        signature=attacker.sign(message.encode()).hex(),
+    )
+    return b"".join(body) + json.dumps(closing, separators=(",", ":")).encode() + b"\n"
+
+
+def test_a_bundle_re_signed_with_the_attackers_key_is_refused(ledger: Components, tmp_path: Path) -> None:
+    """Attack 6: change an entry, re-sign with one's own Ed25519 key; the bundle names that key."""
+    url, bundle = ledger.settings.database.url, tmp_path / "audit.ndjson"
+    assert run(url, tmp_path, "audit", "export", "--output", str(bundle)).returncode == 0
+    forged = tmp_path / "forged.ndjson"
+    forged.write_bytes(resigned(lines_of(bundle), b"203.0.113.9", b"198.51.100.7", Signer(os.urandom(32))))
+    key = public_key(ledger, tmp_path)
+
+    unanchored = run(url, tmp_path, "audit", "verify-export", str(forged))
+    assert unanchored.returncode != 0 and unanchored.stdout == ""
+    assert "key you trust" in unanchored.stderr and "ledgerline audit public-key" in unanchored.stderr
+    assert "checked against" not in unanchored.stderr and len(unanchored.stderr.strip().splitlines()) == 1
+    anchored = run(url, tmp_path, "audit", "verify-export", str(forged), "--public-key", key)
+    assert anchored.returncode == 1 and "unknown key" in json.loads(anchored.stdout)["reason"]
+
+
+def test_a_genuine_bundle_verifies_only_against_a_trusted_key(ledger: Components, tmp_path: Path) -> None:
+    """The key a bundle carries proves nothing: without --public-key even a genuine one is refused."""
+    url, bundle = ledger.settings.database.url, tmp_path / "audit.ndjson"
+    assert run(url, tmp_path, "audit", "export", "--output", str(bundle)).returncode == 0
+    unanchored = run(url, tmp_path, "audit", "verify-export", str(bundle))
+    assert unanchored.returncode != 0 and "--public-key" in unanchored.stderr, unanchored.stderr
+    key = public_key(ledger, tmp_path)
+    anchored = run(url, tmp_path, "audit", "verify-export", str(bundle), "--public-key", "00" * 32,
+                   "--public-key", key)  # fmt: skip
+    assert anchored.returncode == 0, anchored.stdout
+    assert json.loads(anchored.stdout)["key_id"] == ledger.signer.key_id
+
+
 def test_a_filtered_csv_export_holds_exactly_the_matching_entries(ledger: Components, tmp_path: Path) -> None:
     alice = ledger.identity.find_user_id("alice")
     out = tmp_path / "alice.csv"
@@ -122,7 +169,8 @@ def test_after_erasure_exports_read_erased_and_the_chain_still_verifies(
     text = bundle.read_text()
     assert "alice@example.com" not in text and "alice Renamed" not in text and '"[erased]"' in text
     assert "bob@example.com" in text
-    assert run(url, tmp_path, "audit", "verify-export", str(bundle)).returncode == 0
+    key = public_key(ledger, tmp_path)
+    assert run(url, tmp_path, "audit", "verify-export", str(bundle), "--public-key", key).returncode == 0
     assert run(url, tmp_path, "audit", "verify").returncode == 0
 
 
