@@ -27,6 +27,12 @@ T = TypeVar("T")
 END = r"$(?!\n)"
 STORABLE = r"^[^\x00]*" + END  # any text a store can hold: no NUL
 UNPAIRED_SURROGATE = re.compile(r"[\ud800-\udfff]")
+# Display text, the one rule of every field people read (full name, key name, description): no
+# C0 or C1 control, no DEL, no markup (< >), no bidi embedding, override or isolate (they reorder
+# what follows on screen: "gpj.exe" shows as "exe.jpg") and no zero-width no-break space (BOM).
+NOT_DISPLAYED = r"<>\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ufeff"
+DISPLAY_TEXT = rf"[^{NOT_DISPLAYED}]"
+DISPLAY_RULE = "no control characters, markup (< >), bidi controls or zero-width no-break spaces"
 # Script and markup in a name: tags, script URL schemes and inline event handlers.
 NO_SCRIPT = (
     r"(?![\s\S]*(?:[jJ][aA][vV][aA]|[vV][bB])[sS][cC][rR][iI][pP][tT] *:)"
@@ -131,9 +137,9 @@ FullName = Annotated[
     str,
     msgspec.Meta(
         max_length=255,
-        pattern=r"^" + NO_SCRIPT + r"[^<>\x00-\x1f\x7f]*" + END,
-        description="at most 255 characters, also when case-folded; no control characters, "
-        "markup (< >), script URLs (javascript:, vbscript:, data:) or event handlers (on...=)",
+        pattern=r"^" + NO_SCRIPT + DISPLAY_TEXT + "*" + END,
+        description=f"at most 255 characters, also when case-folded; {DISPLAY_RULE}; "
+        "no script URLs (javascript:, vbscript:, data:) or event handlers (on...=)",
     ),
     folds_within(255),  # the users view keeps a case-folded copy in varchar(255)
 ]
@@ -154,8 +160,18 @@ class Health(msgspec.Struct):
 # ---- requests ---------------------------------------------------------------------------------
 
 Scope = Annotated[str, msgspec.Meta(max_length=64, pattern=STORABLE)]
-KeyName = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[^<>\x00-\x1f]+" + END)]
-Description = Annotated[str, msgspec.Meta(max_length=500, pattern=r"^[^<>\x00]*" + END)]
+KeyName = Annotated[
+    str,
+    msgspec.Meta(min_length=1, max_length=100, pattern=f"^{DISPLAY_TEXT}+{END}", description=DISPLAY_RULE),
+]
+Description = Annotated[  # display text over several lines: line breaks (\n, \r\n) are kept
+    str,
+    msgspec.Meta(
+        max_length=500,
+        pattern=rf"^(?:{DISPLAY_TEXT}|\r?\n)*{END}",
+        description=f"{DISPLAY_RULE}; may span lines",
+    ),
+]
 GraceSeconds = Annotated[int, msgspec.Meta(ge=0, le=604800)]
 PerPage = Annotated[int, msgspec.Meta(ge=1, le=100)]
 AwareDatetime = Annotated[

@@ -7,6 +7,8 @@ import base64
 import json
 from typing import Any
 
+import pytest
+
 from tests.api.conftest import PASSWORD, Api
 
 REGISTER = "/api/v1/auth/register"
@@ -103,9 +105,23 @@ HOSTILE_KEY_CHANGES = [
     ("expires_at", {"expires_at": "9999-12-31T23:59:59-14:00"}),  # overflows in UTC
     ("description", {"description": "a\x00b"}),
     ("name", {"name": "a\x00b"}),
+    ("name", {"name": "a\x7f"}),  # display text: the rule of full_name too
+    ("name", {"name": "report\u202egpj.exe"}),  # shown as "reportexe.jpg"
+    ("description", {"description": "a\x1b[31mred"}),
+    ("description", {"description": "\ufeffhidden"}),
     ("permissions", {"permissions": {"users:read": 1}}),  # not coerced to true
     ("permissions", {"permissions": {"users:read": "true"}}),
 ]
+
+
+@pytest.mark.parametrize("full_name", ["Alice\u202eecilA", "\ufeffAlice", "Alice\u2066x", "Alice\x9b"])
+def test_a_full_name_with_bidi_controls_or_a_byte_order_mark_is_refused(api: Api, full_name: str) -> None:
+    head = api.components.identity.head_position()
+    assert (
+        refused(api.client.post(REGISTER, json=user(full_name=full_name)))["errors"][0]["field"]
+        == "full_name"
+    )
+    assert commands_since(api, head) == []
 
 
 def test_keys_refuse_what_a_store_cannot_hold(api: Api) -> None:

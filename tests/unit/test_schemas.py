@@ -254,3 +254,42 @@ def test_the_openapi_patterns_exclude_nul() -> None:
     for field in ("username", "email", "password", "full_name"):
         pattern = next(part for part in schema[field].get("anyOf", [schema[field]]) if "pattern" in part)
         assert re.search(pattern["pattern"], "Aa1!aaaa\x00") is None
+
+
+# ---- display text: one rule for full_name, key name and description ---------------------------
+
+NOT_DISPLAY = ["\x1b", "\x7f", "\x85", "\x9f", "\u202a", "\u202e", "\u2066", "\u2069", "\ufeff", "<", "\x00"]
+
+
+def display_fields(text: str) -> dict[str, Any]:
+    """Each display-text field holding ``text`` in a body of its type."""
+    return {
+        "full_name": {**VALID, "full_name": f"Alice{text}"},
+        "name": {"name": f"key{text}", "permissions": {}},
+        "description": {"name": "key", "permissions": {}, "description": f"for{text}ci"},
+    }
+
+
+@pytest.mark.parametrize("character", NOT_DISPLAY, ids=[f"U+{ord(c):04X}" for c in NOT_DISPLAY])
+def test_display_text_refuses_controls_bidi_overrides_and_byte_order_marks(character: str) -> None:
+    for field, body in display_fields(character).items():
+        kind = RegisterUser if field == "full_name" else CreateApiKey
+        with pytest.raises(msgspec.ValidationError, match=rf"\$\.{field}"):
+            msgspec.convert(body, kind)
+        schema = msgspec.json.schema(kind)["$defs"][kind.__name__]["properties"][field]
+        pattern = next(part for part in schema.get("anyOf", [schema]) if "pattern" in part)["pattern"]
+        assert re.search(pattern, body[field]) is None, (field, "the OpenAPI pattern lets it through")
+
+
+@pytest.mark.parametrize("text", [" é ß 名前 \u2013 ok", "Zoë-Ann O'Brien", "\u200d\U0001f469\u200d"])
+def test_display_text_accepts_what_people_write(text: str) -> None:
+    for field, body in display_fields(text).items():
+        kind = RegisterUser if field == "full_name" else CreateApiKey
+        assert getattr(msgspec.convert(body, kind), field) == body[field]
+
+
+def test_a_description_may_span_lines_a_name_may_not() -> None:
+    body = {"name": "key", "permissions": {}, "description": "first line\nsecond\r\nthird\n"}
+    assert msgspec.convert(body, CreateApiKey).description == body["description"]
+    with pytest.raises(msgspec.ValidationError, match=r"\$\.name"):
+        msgspec.convert({"name": "two\nlines", "permissions": {}}, CreateApiKey)
