@@ -20,8 +20,9 @@ from eventstore.audit_chain.verify import verify_chain
 from eventstore.personal_data import Sealer
 from eventstore.schema import is_initialised
 from eventstore.snapshots import SnapshotReport, verify_snapshots
-from ledgerline.bootstrap import NotInitialisedError, audit_signer, build, secret_key
+from ledgerline.bootstrap import Components, NotInitialisedError, audit_signer, build, secret_key
 from ledgerline.settings import Settings
+from projections.audit_log.evidence import AuditEvidence, EntryReport, ForgedEntryError
 from projections.audit_log.export import export
 from projections.audit_log.queries import AuditFilter
 
@@ -52,9 +53,10 @@ def audit_verify(public_keys: tuple[str, ...]) -> None:
         report = verify_chain(engine, settings.database, _trusted(settings, public_keys))
     finally:
         engine.dispose()
-    snapshots = _verify_snapshots(settings)
+    caches = _verify_caches(settings)
+    snapshots, entries = caches or (None, None)
     forged = None if snapshots is None else snapshots.forged
-    ok = report.ok and not forged
+    ok = report.ok and not forged and not (entries and entries.forged)
     _report(
         {
             **asdict(report),
@@ -62,24 +64,34 @@ def audit_verify(public_keys: tuple[str, ...]) -> None:
             "snapshots_verified": None if snapshots is None else snapshots.verified,
             "unauthenticated_snapshots": None if snapshots is None else snapshots.unauthenticated,
             "forged_snapshots": None if forged is None else [asdict(problem) for problem in forged],
+            "audit_entries_verified": None if entries is None else entries.entries_verified,
+            "forged_audit_entries": None if entries is None else entries.forged,
+            "forged_audit_positions": None if entries is None else entries.forged_positions,
         },
         ok,
     )
 
 
-def _verify_snapshots(settings: Settings) -> SnapshotReport | None:
-    """Snapshots are checked with the secret key (their MAC key, and what decrypts the personal
-    data they are compared on); without it they are not checked, and the report says ``null``."""
+def _verify_caches(settings: Settings) -> tuple[SnapshotReport, EntryReport] | None:
+    """Snapshots and audit_log rows are checked against their events with the secret key (the
+    snapshots' MAC key, and what decrypts the personal data both are compared on); without it
+    they are not checked, and the report says ``null``."""
     kept = settings.database.is_sqlite and (Path(settings.data_dir) / "secret.key").exists()
     if settings.secret_key is None and not kept:
-        click.echo("warning: no secret key: snapshots were not checked", err=True)
+        click.echo("warning: no secret key: snapshots and audit_log rows were not checked", err=True)
         return None
     components = build(settings)
     try:
-        identity = components.identity
-        return verify_snapshots(identity, components.engine, settings.database, identity.snapshot_key)
+        identity, engine = components.identity, components.engine
+        snapshots = verify_snapshots(identity, engine, settings.database, identity.snapshot_key)
+        return snapshots, _evidence(components).verify(engine)
     finally:
         components.close()
+
+
+def _evidence(components: Components) -> AuditEvidence:
+    identity = components.identity
+    return AuditEvidence(identity.mapper, components.settings.database, Sealer(identity.data_keys))
 
 
 @audit.command("verify-export")
@@ -114,10 +126,13 @@ def audit_export(fmt: str, output: IO[bytes], **filters: Any) -> None:
             filters[name] = moment.replace(tzinfo=UTC)
     components = build(Settings.from_env(os.environ))
     try:
-        sealer = Sealer(components.identity.data_keys)
-        for chunk in export(components.engine, sealer, components.signer, _filter(filters), fmt):  # type: ignore[arg-type]
+        chunks = export(components.engine, _evidence(components), components.signer, _filter(filters), fmt)  # type: ignore[arg-type]
+        for chunk in chunks:
             output.write(chunk)
         output.flush()
+    except ForgedEntryError as forged:  # the bundle stays unsigned: verify-export refuses it
+        click.echo(f"error: {forged}", err=True)
+        sys.exit(1)
     finally:
         components.close()
 

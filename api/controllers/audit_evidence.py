@@ -24,6 +24,7 @@ from api.services import Services
 from eventstore.audit_chain.signing import ALGORITHM, Signer
 from eventstore.audit_chain.verify import verify_chain
 from eventstore.database import Database
+from projections.audit_log.evidence import AuditEvidence
 from projections.audit_log.export import MEDIA_TYPES, export
 from projections.audit_log.queries import AuditFilter
 
@@ -38,6 +39,9 @@ class ChainVerification(msgspec.Struct):
     checkpoints_verified: int
     last_signed_position: int | None
     unsealed_events: int
+    audit_entries_verified: int  # audit_log rows checked against the entries their events give
+    forged_audit_entries: int
+    forged_audit_positions: list[int]  # the first of them
 
 
 class PublicKey(msgspec.Struct):
@@ -49,6 +53,12 @@ class PublicKey(msgspec.Struct):
 def _evidence(services: Services) -> tuple[Signer, Database]:
     assert services.signer is not None and services.database is not None, "built by ledgerline.bootstrap"
     return services.signer, services.database
+
+
+def _audit_evidence(services: Services) -> AuditEvidence:
+    """What checks audit_log rows against the stored events they come from."""
+    _, database = _evidence(services)
+    return AuditEvidence(services.identity.mapper, database, services.sealer)
 
 
 class AuditEvidenceController(Controller):
@@ -71,18 +81,27 @@ class AuditEvidenceController(Controller):
         signer, _ = _evidence(services)
         name = f"audit-log-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.{format}"
         return Stream(
-            export(services.engine, services.sealer, signer, audit, format),
+            export(services.engine, _audit_evidence(services), signer, audit, format),
             media_type=MEDIA_TYPES[format],
             headers={"Content-Disposition": f'attachment; filename="{name}"'},
         )
 
     @get("/verify", sync_to_thread=True)
     def verify_audit_chain(self, services: Services) -> One[ChainVerification]:
-        """Recompute the hash chain from the stored events; check every signed checkpoint."""
+        """Recompute the hash chain from the stored events; check every signed checkpoint and
+        every audit_log row against the entry its stored event gives (a forged row: ok false)."""
         signer, database = _evidence(services)
         report = asdict(verify_chain(services.engine, database, frozenset({signer.public_key})))
         report.pop("untrusted_keys")
-        return One(data=ChainVerification(**report))
+        entries = _audit_evidence(services).verify(services.engine)
+        return One(
+            data=ChainVerification(
+                **{**report, "ok": report["ok"] and not entries.forged},
+                audit_entries_verified=entries.entries_verified,
+                forged_audit_entries=entries.forged,
+                forged_audit_positions=entries.forged_positions,
+            )
+        )
 
     @get("/public-key", sync_to_thread=True)
     def audit_public_key(self, services: Services) -> One[PublicKey]:

@@ -4,7 +4,9 @@
   ``ledgerline audit verify-export`` checks with nothing but the public key;
 - ``csv``: the same entries for spreadsheets, one row each (not signed).
 
-Both go through the list's filter (``AuditFilter``) and the one entry presenter.
+Both go through the list's filter (``AuditFilter``) and the one entry presenter. Every page is
+checked against the stored events first (``AuditEvidence``): a row that its event contradicts
+ends the export with ``ForgedEntryError`` before it is written, so a bundle never signs it.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from eventstore.audit_chain.records import GENESIS
 from eventstore.audit_chain.sealer import last_checkpoint
 from eventstore.audit_chain.signing import Signer
 from eventstore.audit_chain.tables import audit_seals
-from eventstore.personal_data import Sealer
+from projections.audit_log.evidence import AuditEvidence, ForgedEntryError
 from projections.audit_log.presenter import ENTRY_FIELDS, present_entries
 from projections.audit_log.queries import AuditFilter, audit_log, select_entries
 
@@ -48,11 +50,12 @@ _PREVIOUS_SEAL = (
 
 
 def export(
-    engine: Engine, sealer: Sealer, signer: Signer, audit: AuditFilter, fmt: Format
+    engine: Engine, evidence: AuditEvidence, signer: Signer, audit: AuditFilter, fmt: Format
 ) -> Iterator[bytes]:
     """The export's bytes, produced as they are read (a generator: nothing runs until iterated,
     and closing it early releases the connection)."""
-    lines = _ndjson(engine, sealer, signer, audit) if fmt == "ndjson" else _csv(engine, sealer, audit)
+    ndjson = fmt == "ndjson"
+    lines = _ndjson(engine, evidence, signer, audit) if ndjson else _csv(engine, evidence, audit)
     return _failing_loudly(_chunks(lines))
 
 
@@ -78,14 +81,18 @@ def _chunks(lines: Iterator[bytes], size: int = 64 * 1024) -> Iterator[bytes]:
         yield b"".join(chunk)
 
 
-def _entries(engine: Engine, sealer: Sealer, audit: AuditFilter) -> Iterator[dict[str, Any]]:
+def _entries(engine: Engine, evidence: AuditEvidence, audit: AuditFilter) -> Iterator[dict[str, Any]]:
     while True:  # a connection per page: none is held while the client reads (or goes away)
         query = select_entries(audit, order="asc", limit=BATCH).add_columns(
             audit_seals.c.record_digest, _PREVIOUS_SEAL
         )
         with engine.connect() as conn:
             rows = list(conn.execute(query).mappings())
-        for row, entry in zip(rows, present_entries([dict(row) for row in rows], sealer), strict=True):
+            forged = evidence.forged_in(conn, rows)
+        if forged:
+            raise ForgedEntryError(forged[0])
+        entries = present_entries([dict(row) for row in rows], evidence.sealer)
+        for row, entry in zip(rows, entries, strict=True):
             if entry["hash"] is not None:
                 entry["prev_hash"] = bytes(row["prev_seal"] or GENESIS).hex()
                 entry["record_digest"] = bytes(row["record_digest"]).hex()
@@ -95,7 +102,7 @@ def _entries(engine: Engine, sealer: Sealer, audit: AuditFilter) -> Iterator[dic
         audit = audit.after(rows[-1]["position"], "asc")
 
 
-def _ndjson(engine: Engine, sealer: Sealer, signer: Signer, audit: AuditFilter) -> Iterator[bytes]:
+def _ndjson(engine: Engine, evidence: AuditEvidence, signer: Signer, audit: AuditFilter) -> Iterator[bytes]:
     with engine.connect() as conn:
         checkpoint = last_checkpoint(conn)
     filters = {name.rstrip("_"): value for name, value in asdict(audit).items() if value is not None}
@@ -103,16 +110,16 @@ def _ndjson(engine: Engine, sealer: Sealer, signer: Signer, audit: AuditFilter) 
         signer, _plain(filters), None if checkpoint is None else checkpoint_fields(checkpoint)
     )
     yield bundle.header()
-    for entry in _entries(engine, sealer, audit):
+    for entry in _entries(engine, evidence, audit):
         yield bundle.entry(_plain(entry))
     yield bundle.signature()
 
 
-def _csv(engine: Engine, sealer: Sealer, audit: AuditFilter) -> Iterator[bytes]:
+def _csv(engine: Engine, evidence: AuditEvidence, audit: AuditFilter) -> Iterator[bytes]:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, extrasaction="ignore")
     writer.writeheader()
-    for entry in _entries(engine, sealer, audit):
+    for entry in _entries(engine, evidence, audit):
         yield _taken(buffer)
         plain = _plain(entry)
         plain["changes"] = json.dumps(plain["changes"], separators=(",", ":"))

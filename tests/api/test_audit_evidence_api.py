@@ -7,9 +7,13 @@ import io
 import json
 import time
 
+import pytest
 import sqlalchemy as sa
+from litestar.exceptions import LitestarException
 
 from eventstore.audit_chain.bundle import verify_bundle
+from projections.audit_log.tables import define_audit_log
+from projections.catalog import live_generation
 from tests.api.conftest import Api
 
 
@@ -111,3 +115,25 @@ def test_regular_users_may_neither_export_nor_verify(api: Api) -> None:
     for path in ("/api/v1/audit-logs/export", "/api/v1/audit-logs/verify"):
         assert api.client.get(path, headers=api.as_user()).status_code == 403
         assert api.client.get(path).status_code == 401
+
+
+def test_a_forged_audit_row_is_reported_by_verify_and_not_exported(api: Api) -> None:
+    """Issue 11, attack 4: the table's owner rewrites a row of the audit_log read table."""
+    api.client.patch("/api/v1/users/me", json={"full_name": "Alice Changed"}, headers=api.as_user())
+    head = sealed_through_head(api)
+    listed = api.client.get(
+        "/api/v1/audit-logs", params={"action": "user.profile_updated", "min_position": head},
+        headers=api.as_admin(),
+    ).json()["data"]  # fmt: skip
+    position = listed[0]["position"]
+    report = api.client.get("/api/v1/audit-logs/verify", headers=api.as_admin()).json()["data"]
+    assert report["ok"] is True and report["forged_audit_entries"] == 0
+    with api.components.engine.begin() as conn:
+        table = define_audit_log(sa.MetaData(), live_generation(conn, "audit_log")[0])
+        forged = {"actor_type": "system", "actor_id": None, "changes": {"full_name": "Nobody"}}
+        conn.execute(table.update().where(table.c.position == position).values(**forged))
+
+    report = api.client.get("/api/v1/audit-logs/verify", headers=api.as_admin()).json()["data"]
+    assert report["ok"] is False and report["forged_audit_positions"] == [position]
+    with pytest.raises(LitestarException, match="after response started"):  # the stream is cut unsigned
+        api.client.get("/api/v1/audit-logs/export", headers=api.as_admin())

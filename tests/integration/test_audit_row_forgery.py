@@ -1,0 +1,105 @@
+"""Issue 11, attack 4: the audit_log read table is a cache its owner can rewrite. A forged row is
+reported by ``verify`` (CLI and API) by position, and an export never carries it as genuine."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from domain.audit import AuditContext, acting_as
+from ledgerline.bootstrap import Components
+from projections.audit_log.tables import define_audit_log
+from projections.catalog import live_generation
+from tests.integration.helpers import project_all, register
+from tests.integration.test_cli import run
+
+
+@pytest.fixture
+def ledger(components: Components) -> Iterator[Components]:
+    """Users changed by an admin from a known address, all projected and sealed."""
+    identity = components.identity
+    admin = register(identity, "root")
+    with acting_as(
+        AuditContext(actor_id=admin.id, actor_type="user", ip_address="203.0.113.9", user_agent="ua")
+    ):
+        for name in ("alice", "bob"):
+            user = register(identity, name)
+            identity.update_user(user.id, full_name=f"{name} Renamed")
+    project_all(components)
+    components.sealer().catch_up()
+    yield components
+
+
+def forge(components: Components, **values: Any) -> int:
+    """The table's owner rewrites alice's rename in the live generation; returns its position."""
+    alice = components.identity.find_user_id("alice")
+    with components.engine.begin() as conn:
+        table = define_audit_log(sa.MetaData(), live_generation(conn, "audit_log")[0])
+        position = conn.execute(
+            sa.select(table.c.position).where(
+                table.c.resource_id == alice, table.c.action == "user.profile_updated"
+            )
+        ).scalar_one()
+        conn.execute(table.update().where(table.c.position == position).values(**values))
+    return position
+
+
+FORGERIES = {
+    "actor_type": {"actor_type": "system", "actor_id": None, "changes": {"full_name": "nobody"}},
+    "status": {"status": "failure"},
+    "sealed_ip": {"ip_address": None},
+    "garbage_ip": {"ip_address": "not a sealed value"},
+}
+
+
+@pytest.mark.parametrize("forgery", sorted(FORGERIES))
+def test_verify_reports_a_forged_audit_row_by_position(
+    ledger: Components, tmp_path: Path, forgery: str
+) -> None:
+    url = ledger.settings.database.url
+    assert json.loads(run(url, tmp_path, "audit", "verify").stdout)["forged_audit_entries"] == 0
+    position = forge(ledger, **FORGERIES[forgery])
+
+    done = run(url, tmp_path, "audit", "verify")
+    report = json.loads(done.stdout)
+    assert done.returncode == 1 and report["ok"] is False, done.stdout
+    assert report["forged_audit_entries"] == 1 and report["forged_audit_positions"] == [position]
+    assert report["first_bad_position"] is None  # the events themselves are intact
+
+
+def test_verify_reports_a_removed_audit_row_by_position(ledger: Components, tmp_path: Path) -> None:
+    alice = ledger.identity.find_user_id("alice")
+    with ledger.engine.begin() as conn:
+        table = define_audit_log(sa.MetaData(), live_generation(conn, "audit_log")[0])
+        position = (
+            conn.execute(
+                sa.select(table.c.position).where(table.c.resource_id == alice).order_by(table.c.position)
+            )
+            .scalars()
+            .first()
+        )
+        conn.execute(table.delete().where(table.c.position == position))
+    done = run(ledger.settings.database.url, tmp_path, "audit", "verify")
+    report = json.loads(done.stdout)
+    assert done.returncode == 1 and report["forged_audit_positions"] == [position], done.stdout
+
+
+def test_an_export_refuses_a_forged_audit_row(ledger: Components, tmp_path: Path) -> None:
+    url = ledger.settings.database.url
+    position = forge(ledger, **FORGERIES["actor_type"])
+    key = ledger.signer.public_key.hex()
+    for fmt in ("ndjson", "csv"):
+        done = run(url, tmp_path, "audit", "export", "--format", fmt)
+        assert done.returncode == 1 and f"position {position}" in done.stderr, done.stderr
+        assert "nobody" not in done.stdout and '"type":"signature"' not in done.stdout
+        bundle = tmp_path / f"audit.{fmt}"
+        bundle.write_text(done.stdout)
+    checked = run(
+        url, tmp_path, "audit", "verify-export", str(tmp_path / "audit.ndjson"), "--public-key", key
+    )
+    assert checked.returncode == 1 and json.loads(checked.stdout)["ok"] is False
