@@ -65,3 +65,15 @@ def project_all(components: Components) -> None:
         generations = {name: live_generation(conn, name)[0] for name in components.projections}
     for name, projection in components.projections.items():
         ProjectionRunner(projection, components.identity, components.engine).catch_up(generations[name])
+
+
+def renames_by_an_admin(components: Components) -> None:
+    """An admin registers alice and bob and renames both, from a known address."""
+    identity = components.identity
+    admin = register(identity, "root")
+    with acting_as(
+        AuditContext(actor_id=admin.id, actor_type="user", ip_address="203.0.113.9", user_agent="ua")
+    ):
+        for name in ("alice", "bob"):
+            user = register(identity, name)
+            identity.update_user(user.id, full_name=f"{name} Renamed")

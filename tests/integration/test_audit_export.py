@@ -18,30 +18,22 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from domain.audit import AuditContext, acting_as
 from domain.errors import AuthenticationError
 from eventstore.audit_chain.bundle import FORMAT
 from eventstore.audit_chain.signing import Signer
 from eventstore.database import Database
 from ledgerline.bootstrap import Components
 from tests.conftest import PG_ADMIN_DSN
-from tests.integration.helpers import STRONG_PASSWORD, project_all, register
+from tests.integration.helpers import STRONG_PASSWORD, project_all, renames_by_an_admin
 from tests.integration.test_cli import LEDGERLINE, run
 
 
 @pytest.fixture
 def ledger(components: Components) -> Iterator[Components]:
     """Users changed by an admin from a known address, a failed login, all projected and sealed."""
-    identity = components.identity
-    admin = register(identity, "root")
-    with acting_as(
-        AuditContext(actor_id=admin.id, actor_type="user", ip_address="203.0.113.9", user_agent="ua")
-    ):
-        for name in ("alice", "bob"):
-            user = register(identity, name)
-            identity.update_user(user.id, full_name=f"{name} Renamed")
+    renames_by_an_admin(components)
     with pytest.raises(AuthenticationError):
-        identity.authenticate("alice", "wrong-" + STRONG_PASSWORD)
+        components.identity.authenticate("alice", "wrong-" + STRONG_PASSWORD)
     project_all(components)
     components.sealer().catch_up()
     yield components

@@ -11,25 +11,17 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from domain.audit import AuditContext, acting_as
 from ledgerline.bootstrap import Components
 from projections.audit_log.tables import define_audit_log
 from projections.catalog import live_generation
-from tests.integration.helpers import project_all, register
+from tests.integration.helpers import project_all, renames_by_an_admin
 from tests.integration.test_cli import run
 
 
 @pytest.fixture
 def ledger(components: Components) -> Iterator[Components]:
     """Users changed by an admin from a known address, all projected and sealed."""
-    identity = components.identity
-    admin = register(identity, "root")
-    with acting_as(
-        AuditContext(actor_id=admin.id, actor_type="user", ip_address="203.0.113.9", user_agent="ua")
-    ):
-        for name in ("alice", "bob"):
-            user = register(identity, name)
-            identity.update_user(user.id, full_name=f"{name} Renamed")
+    renames_by_an_admin(components)
     project_all(components)
     components.sealer().catch_up()
     yield components
