@@ -7,6 +7,7 @@ import base64
 import json
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.api.conftest import PASSWORD, Api
@@ -81,7 +82,10 @@ def commands_since(api: Api, head: int) -> list[str]:
 def test_a_correlation_or_request_id_that_is_not_an_identifier_is_replaced(api: Api) -> None:
     for n, hostile in enumerate(("a\x00b", "x" * 129, "ok\n", "<script>")):
         headers = {**api.as_user(), "X-Correlation-ID": hostile, "X-Request-ID": hostile}
-        response = api.client.patch(f"{USERS}/me", json={"full_name": f"Alice {n}"}, headers=headers)
+        try:
+            response = api.client.patch(f"{USERS}/me", json={"full_name": f"Alice {n}"}, headers=headers)
+        except httpx.LocalProtocolError:  # over real HTTP (two processes) h11 will not send a NUL
+            continue
         assert response.status_code == 200, response.text
         request_id = response.headers["X-Request-ID"]
         assert request_id != hostile
