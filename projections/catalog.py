@@ -134,13 +134,10 @@ def note_progress(engine: Engine, name: str, position: int) -> None:
 
 def moved_at(conn: Connection, name: str, generation: int) -> datetime | None:
     """When this generation's position last changed (None if it never did)."""
-    return _utc(
-        conn.execute(
-            sa.select(tracking.c.updated_at).where(
-                tracking.c.name == name, tracking.c.generation == generation
-            )
-        ).scalar_one_or_none()
-    )
+    moved = conn.execute(
+        sa.select(tracking.c.updated_at).where(tracking.c.name == name, tracking.c.generation == generation)
+    ).scalar_one_or_none()
+    return None if moved is None else as_utc(moved)
 
 
 def record_failure(engine: Engine, name: str, position: int, error_type: str, sqlstate: str | None) -> int:
@@ -182,11 +179,10 @@ def failures_by_name(conn: Connection) -> dict[str, sa.Row]:
     return {row.name: row for row in conn.execute(sa.select(failures))}
 
 
-def _utc(moment: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; every moment here was written in UTC."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
+def as_utc(moment: datetime) -> datetime:
+    """A stored moment in UTC: SQLite hands back naive datetimes, and every moment in these
+    tables was written in UTC."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def begin_rebuild(engine: Engine, projection: Projection) -> int:

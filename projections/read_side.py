@@ -171,13 +171,9 @@ def _failure(row: sa.Row) -> Failure:
         row.error_type,
         row.sqlstate,
         row.attempts,
-        _utc(row.first_failed_at),
-        _utc(row.last_attempt_at),
+        catalog.as_utc(row.first_failed_at),
+        catalog.as_utc(row.last_attempt_at),
     )
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _pending_age(identity: Identity, position: int, head: int) -> float | None:
