@@ -39,7 +39,8 @@ class Database:
     """A SQLite file or a PostgreSQL database, named by ``sqlite:///path`` or ``postgresql://``.
 
     ``group_commit`` (PostgreSQL only): concurrent saves of one process share one transaction
-    (``eventstore.group_commit``); SQLite keeps the library's recorder.
+    (``eventstore.group_commit``). Every recorder extends the log's Merkle tree in the append's
+    transaction (``eventstore.audit_chain.tree``).
     """
 
     url: str
@@ -74,6 +75,11 @@ class Database:
         return "stored_snapshots" if self.is_sqlite else "identity_snapshots"
 
     @property
+    def host(self) -> str | None:
+        """The PostgreSQL server's host name (None for a SQLite file)."""
+        return None if self.is_sqlite else urlsplit(self.url).hostname or "localhost"
+
+    @property
     def role(self) -> str:
         """The PostgreSQL role this URL connects as (``eventsourcing_env`` uses the same default)."""
         return unquote(urlsplit(self.url).username or "postgres")
@@ -96,6 +102,7 @@ class Database:
                 "SQLITE_DBNAME": self.sqlite_path,
                 "SQLITE_LOCK_TIMEOUT": "30",
                 "CREATE_TABLE": "y" if create_table else "n",
+                "APPLICATION_RECORDER_TOPIC": "eventstore.sqlite_recorder:TreeSQLiteRecorder",
             }
         parts = urlsplit(self.url)
         env = {
@@ -112,8 +119,8 @@ class Database:
             "POSTGRES_LOCK_TIMEOUT": "10",
             "CREATE_TABLE": "y" if create_table else "n",
         }
-        if self.group_commit:
-            env["APPLICATION_RECORDER_TOPIC"] = "eventstore.group_commit:GroupCommitRecorder"
+        recorder = "GroupCommitRecorder" if self.group_commit else "OneSaveRecorder"
+        env["APPLICATION_RECORDER_TOPIC"] = f"eventstore.group_commit:{recorder}"
         return env
 
     def sqlalchemy_url(self) -> str:

@@ -15,14 +15,18 @@ What each save keeps:
   so a save whose INSERT fails (a version conflict, a reservation already taken) is rolled back
   to its savepoint and gets its own ``IntegrityError`` while the others commit;
 - atomicity: its events are one INSERT inside its savepoint, all in or all out;
-- its own positions: the notification ids that its INSERT returned.
+- its own positions: the notification ids that its INSERT returned;
+- its leaves: after the last save and before the COMMIT, still under the lock, the log's Merkle
+  tree is extended over every event the group wrote (``eventstore.audit_chain.tree``), so an
+  event and its leaf commit together.
 A failure of the transaction itself (lock timeout, lost connection, failed commit) is retried like
 the library retries one save, and then becomes every member's error.
 
 Each save still costs one round trip (its INSERT's outcome must be known before the next save's
-statements are sent, or a failure would abort saves queued behind it). What a group saves is the
-per-save transaction: BEGIN, lock, NOTIFY and COMMIT with its WAL flush, and the queue of
-backends waiting for the table lock.
+statements are sent, or a failure would abort saves queued behind it), and the group one more
+(the tree's nodes travel with the COMMIT). What a group saves is the per-save transaction:
+BEGIN, lock, NOTIFY and COMMIT with its WAL flush, and the queue of backends waiting for the
+table lock.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import threading
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
+from uuid import UUID
 
 import psycopg
 from eventsourcing.persistence import (
@@ -51,10 +56,12 @@ from eventsourcing.utils import retry
 from psycopg import Cursor
 from psycopg.rows import DictRow
 
+from eventstore.audit_chain.records import StoredRecord
+from eventstore.audit_chain.tree import SIZE_SQL, TreeAppender
+
 MAX_GROUP_EVENTS = 500  # keep one transaction's INSERTs to hundreds of events
 MAX_GROUP_SAVES = 64  # one subtransaction each: PostgreSQL caches 64 per transaction
 _SAVEPOINT = "SAVEPOINT ledgerline_save"
-_RELEASE = "RELEASE SAVEPOINT ledgerline_save"
 _ROLLBACK = "ROLLBACK TO SAVEPOINT ledgerline_save"
 
 # psycopg's errors as the library's recorder translates them (``PostgresDatastore.get_connection``).
@@ -93,19 +100,26 @@ class _Save:
 
 class GroupCommitRecorder(PostgresApplicationRecorder):
     """``PostgresApplicationRecorder`` whose ``insert_events`` joins concurrent callers into one
-    transaction. Saves that carry a tracking record, and the database-function mode, take the
-    library's own path."""
+    transaction and extends the log's Merkle tree in it. There is no other way in: the library's
+    tracking records and database-function mode would commit events outside the tree."""
+
+    max_group_saves = MAX_GROUP_SAVES
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if self.datastore.enable_db_functions:
+            raise NotSupportedError("POSTGRES_ENABLE_DB_FUNCTIONS would commit events outside the tree")
         self._queue: deque[_Save] = deque()
         self._queue_lock = threading.Lock()
         self._leading = False  # a leader is writing; new saves queue for the next group
         self._in_group = threading.local()
+        self.tree = TreeAppender("%s")
 
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
-        if not stored_events or kwargs.get("tracking") is not None or self.datastore.enable_db_functions:
-            return super().insert_events(stored_events, **kwargs)
+        if kwargs.get("tracking") is not None:
+            raise NotSupportedError("events with a tracking record would commit outside the tree")
+        if not stored_events:
+            return []
         save = _Save(stored_events)
         with self._queue_lock:
             self._queue.append(save)
@@ -127,7 +141,7 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
             events = len(group[0].events)
             while (
                 self._queue
-                and len(group) < MAX_GROUP_SAVES
+                and len(group) < self.max_group_saves
                 and events + len(self._queue[0].events) <= MAX_GROUP_EVENTS
             ):
                 events += len(self._queue[0].events)
@@ -167,9 +181,9 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
         for save in group:
             save.ids = save.error = None
         with self.datastore.get_connection() as conn, conn.pipeline() as pipeline:
-            # BEGIN and COMMIT are queued like the other statements (psycopg's transaction()
-            # would wait for a round trip of its own), and the COMMIT travels with the last save.
-            header, savepoints, curs, ending = (conn.cursor() for _ in range(4))
+            # BEGIN is queued like the other statements (psycopg's transaction() would wait for a
+            # round trip of its own), and the COMMIT travels with the tree's nodes.
+            header, sizing, savepoints, curs, ending = (conn.cursor() for _ in range(5))
             # Nothing is prepared during a group: a statement queued behind a failed one is
             # skipped by the server, and psycopg could take it for prepared.
             prepare_threshold, conn.prepare_threshold = conn.prepare_threshold, None
@@ -178,18 +192,19 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
                 header.execute("BEGIN")
                 self._lock_table(header)  # once for the group, before any position is drawn
                 self._notify_channel(header)
-                for n, save in enumerate(group, 1):
-                    last = n == len(group)
-                    self._write_member(pipeline, header, savepoints, curs, ending if last else None, save)
-                if ending.statusmessage != "COMMIT":  # the last save failed: commit the others
-                    ending.execute("COMMIT")
-                    pipeline.sync()
+                sizing.execute(SIZE_SQL)  # the tree cannot grow while the lock is held
+                for save in group:
+                    self._write_member(pipeline, header, savepoints, curs, save)
+                extension = self.tree.extend(ending, self.tree.stored_size(sizing), _records(group))
+                ending.execute("COMMIT")
+                pipeline.sync()
             except BaseException:
                 _abandon(pipeline, header)
                 raise
             finally:
                 self._in_group.active = False
                 conn.prepare_threshold = prepare_threshold
+        self.tree.committed(extension)
 
     def _write_member(
         self,
@@ -197,26 +212,20 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
         header: Cursor[DictRow],
         savepoints: Cursor[DictRow],
         curs: Cursor[DictRow],
-        ending: Cursor[DictRow] | None,
         save: _Save,
     ) -> None:
         """One save in its own savepoint, synced before the next one is sent, so that any error
-        is its own; with ``ending``, the COMMIT is queued behind it."""
+        is its own."""
         try:
             savepoints.execute(_SAVEPOINT)
             self._insert_stored_events(curs, save.events)
-            if ending is not None:  # the RELEASE tells a failed save from a failed COMMIT
-                savepoints.execute(_RELEASE)
-                ending.execute("COMMIT")
             pipeline.sync()
             save.ids = self._fetch_ids_after_insert_events(curs, save.events)
         except Exception as error:
             with contextlib.suppress(psycopg.Error):
                 pipeline.sync()  # leave the pipeline's aborted state
-            if (
-                header.statusmessage != "NOTIFY"  # no lock: nothing was written
-                or (ending is not None and savepoints.statusmessage == "RELEASE")  # the COMMIT failed
-                or isinstance(error, psycopg.OperationalError | psycopg.InterfaceError)
+            if header.statusmessage != "NOTIFY" or isinstance(  # no lock: nothing was written
+                error, psycopg.OperationalError | psycopg.InterfaceError
             ):
                 raise  # the whole group's problem
             savepoints.execute(_ROLLBACK)  # this save's events are gone, the earlier ones stay
@@ -230,6 +239,30 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
             PostgresAggregateRecorder._insert_stored_events(self, curs, stored_events, **kwargs)
         else:
             super()._insert_stored_events(curs, stored_events, **kwargs)
+
+
+class OneSaveRecorder(GroupCommitRecorder):
+    """Group commit off (``LEDGERLINE_GROUP_COMMIT=false``): each save is a group of its own,
+    its events and their leaves still one transaction."""
+
+    max_group_saves = 1
+
+
+def _records(group: list[_Save]) -> list[StoredRecord]:
+    """The events the group wrote, as the tree's records (positions ascending)."""
+    records = [
+        StoredRecord(position, _uuid(event), event.originator_version, event.topic, event.state)
+        for save in group
+        if save.ids is not None
+        for position, event in zip(save.ids, save.events, strict=True)
+    ]
+    return sorted(records, key=lambda record: record.position)
+
+
+def _uuid(event: StoredEvent) -> bytes:
+    """As a ``uuid`` column stores it: 16 bytes."""
+    originator_id = event.originator_id
+    return (originator_id if isinstance(originator_id, UUID) else UUID(originator_id)).bytes
 
 
 def _abandon(pipeline: psycopg.Pipeline, curs: Cursor[DictRow]) -> None:

@@ -58,7 +58,7 @@ def init_schema(database: Database, connection: Connection) -> str:
 
 
 # The evidence: appended, read, never rewritten by the runtime role.
-EVIDENCE_TABLES = ("identity_events", "identity_snapshots", "audit_seals", "audit_checkpoints")
+EVIDENCE_TABLES = ("identity_events", "identity_snapshots", "audit_tree_nodes", "audit_tree_checkpoints")
 # Only the library's recorder writes here; its ``LOCK TABLE ... IN EXCLUSIVE MODE`` (which orders
 # positions) needs UPDATE, DELETE or TRUNCATE privilege: UPDATE is granted, and the table's
 # append-only trigger, which the runtime role can neither drop nor disable, refuses every UPDATE.

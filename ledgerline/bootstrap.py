@@ -14,7 +14,8 @@ from api.app import create_app
 from api.rate_limit import LoginRateLimiter
 from api.services import Services
 from api.tokens import AccessTokens
-from eventstore.audit_chain.sealer import ChainSealer
+from eventstore.audit_chain.checkpoints import Checkpointer, CheckpointKeys
+from eventstore.audit_chain.note import NoteSigner
 from eventstore.audit_chain.signing import Signer
 from eventstore.identity import Identity
 from eventstore.passwords import Passwords
@@ -39,15 +40,10 @@ class Components:
     projections: dict[str, Projection]
     secret: bytes
     signer: Signer
+    checkpoint_keys: CheckpointKeys
 
-    def sealer(self) -> ChainSealer:
-        return ChainSealer(
-            self.engine,
-            self.settings.database,
-            self.signer,
-            checkpoint_events=self.settings.checkpoint_events,
-            checkpoint_seconds=self.settings.checkpoint_seconds,
-        )
+    def checkpointer(self) -> Checkpointer:
+        return Checkpointer(self.engine, self.checkpoint_keys, interval=self.settings.checkpoint_seconds)
 
     def close(self) -> None:
         self.identity.close()
@@ -123,6 +119,7 @@ def build(settings: Settings, *, init: bool | None = False, passwords: Passwords
         projections=projections,
         secret=secret,
         signer=audit_signer(settings, secret),
+        checkpoint_keys=checkpoint_keys(settings, secret),
     )
 
 
@@ -146,12 +143,24 @@ def initialise(settings: Settings, engine: Engine, projections: dict[str, Projec
             owner_engine.dispose()
 
 
-def audit_signer(settings: Settings, secret: bytes | None) -> Signer:
-    """The checkpoint signing key: from LEDGERLINE_AUDIT_SIGNING_KEY, else from the secret key."""
+def _signing_seed(settings: Settings, secret: bytes | None) -> bytes:
+    """The audit signing key: from LEDGERLINE_AUDIT_SIGNING_KEY, else from the secret key."""
     material = settings.audit_signing_key or secret
     if material is None:
         raise SettingsError("LEDGERLINE_AUDIT_SIGNING_KEY or LEDGERLINE_SECRET_KEY is needed to sign")
-    return Signer(derive_key(material, "audit-signing"))
+    return derive_key(material, "audit-signing")
+
+
+def audit_signer(settings: Settings, secret: bytes | None) -> Signer:
+    """Signs export bundles."""
+    return Signer(_signing_seed(settings, secret))
+
+
+def checkpoint_keys(settings: Settings, secret: bytes | None) -> CheckpointKeys:
+    """Signs checkpoints (the same Ed25519 key, named by the log's origin); the retired keys
+    keep older checkpoints verifying after a rotation."""
+    signer = NoteSigner(settings.audit_origin, _signing_seed(settings, secret))
+    return CheckpointKeys(signer, settings.audit_retired_keys)
 
 
 def build_app(components: Components, *, watch_credentials: bool = True) -> Litestar:
@@ -171,5 +180,6 @@ def build_app(components: Components, *, watch_credentials: bool = True) -> Lite
         login_limiter=LoginRateLimiter(settings.login_rate_limit),
         signer=components.signer,
         database=settings.database,
+        checkpoint_keys=components.checkpoint_keys,
     )
     return create_app(services, trusted_proxies=settings.trusted_proxies, watch_credentials=watch_credentials)

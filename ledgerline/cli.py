@@ -122,7 +122,7 @@ def _register_admin(components: Components, request: RegisterUser) -> str:
 @click.option("--projection", "names", multiple=True, help="Run only these (repeatable); default: all.")
 def project(names: tuple[str, ...]) -> None:
     """Run projector workers: catch up, then follow the live stream until SIGTERM or Ctrl-C."""
-    from projections.worker import FollowingWorker, start_sealer, start_workers
+    from projections.worker import FollowingWorker, start_checkpointer, start_workers
 
     settings = _settings()
     components = build(settings)
@@ -134,7 +134,7 @@ def project(names: tuple[str, ...]) -> None:
         click.echo(f"projecting {', '.join(p.name for p in selected)} from {settings.database.redacted()}")
         workers: list[FollowingWorker] = [
             *start_workers(selected, components.identity, components.engine, settings.database, stop),
-            start_sealer(components.sealer(), stop),
+            start_checkpointer(components.checkpointer(), settings.database, stop),
         ]
         while not stop.wait(0.5):
             pass
@@ -152,7 +152,7 @@ def projections() -> None:
 @projections.command("status")
 def projections_status() -> None:
     """Each projection's generation, position, head, lag and state (failing on an event, stalled,
-    rebuilding, catching up, caught up), and the audit sealer's."""
+    rebuilding, catching up, caught up), and the audit checkpoints'."""
     from projections.read_side import chain_status, status
 
     settings = _settings()
@@ -210,7 +210,7 @@ def serve() -> None:
     """Serve the API (on SQLite, creating the schema and a first admin on an empty store)."""
     import uvicorn
 
-    from projections.worker import start_sealer, start_workers
+    from projections.worker import start_checkpointer, start_workers
 
     settings = _settings()
     if settings.workers > 1 and settings.database.is_sqlite:
@@ -228,7 +228,7 @@ def serve() -> None:
             # The embedded store has no separate projector: run it in this process.
             start_workers(components.selected_projections(), components.identity, components.engine,
                           settings.database, stop)  # fmt: skip
-            start_sealer(components.sealer(), stop)
+            start_checkpointer(components.checkpointer(), settings.database, stop)
         if settings.workers == 1:
             uvicorn.run(
                 build_app(components),

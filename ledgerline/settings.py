@@ -6,12 +6,14 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 from domain.values import Lockout
+from eventstore.audit_chain.note import VerifierKey, is_valid_key_name
 from eventstore.database import Database, DatabaseUrlError
 from eventstore.passwords import Argon2Parameters
 
@@ -37,7 +39,8 @@ class Settings:
     access_token_lifetime: timedelta
     usage_flush_seconds: float
     audit_signing_key: bytes | None
-    checkpoint_events: int
+    audit_origin: str
+    audit_retired_keys: tuple[VerifierKey, ...]
     checkpoint_seconds: int
     aggregate_cache: int
     workers: int
@@ -98,13 +101,36 @@ class Settings:
             audit_signing_key=_secret(
                 environ.get("LEDGERLINE_AUDIT_SIGNING_KEY", "").strip(), "AUDIT_SIGNING_KEY"
             ),
-            checkpoint_events=number("CHECKPOINT_EVENTS", 1000, 1, 10_000_000),
-            checkpoint_seconds=number("CHECKPOINT_SECONDS", 60, 1, 24 * 3600),
+            audit_origin=_origin(get("AUDIT_ORIGIN", ""), database),
+            audit_retired_keys=_verifier_keys(get("AUDIT_RETIRED_KEYS", "")),
+            checkpoint_seconds=number("CHECKPOINT_SECONDS", 1, 1, 24 * 3600),
             aggregate_cache=number("AGGREGATE_CACHE", 10_000, 0, 10_000_000),
             workers=number("WORKERS", 1, 1, 64),
             ready_max_lag=number("READY_MAX_LAG", 1000, 0, 1_000_000_000),
             ready_stall_seconds=number("READY_STALL_SECONDS", 30, 1, 24 * 3600),
         )
+
+
+def _origin(raw: str, database: Database) -> str:
+    """The log's name in its checkpoints (and its signing key's name): by default
+    ``ledgerline/<host>``, the host being the PostgreSQL server's (every process of one
+    deployment names the same log), or this machine's for the embedded store."""
+    origin = raw or f"ledgerline/{database.host or socket.gethostname()}"
+    if not is_valid_key_name(origin):
+        raise SettingsError(f"LEDGERLINE_AUDIT_ORIGIN must be one word without spaces or '+', not {origin!r}")
+    return origin
+
+
+def _verifier_keys(raw: str) -> tuple[VerifierKey, ...]:
+    """Retired checkpoint keys (signed-note verifier keys, ``name+id+key``), comma- or
+    space-separated: checkpoints they signed keep verifying after a key rotation."""
+    keys = []
+    for part in raw.replace(",", " ").split():
+        try:
+            keys.append(VerifierKey.parse(part))
+        except ValueError as error:
+            raise SettingsError(f"LEDGERLINE_AUDIT_RETIRED_KEYS: {error}: {part[:40]!r}") from None
+    return tuple(keys)
 
 
 def _owner_database(raw: str, runtime: Database) -> Database | None:

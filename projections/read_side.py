@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from eventstore.audit_chain.sealer import ChainSealer, sealed_head
+from eventstore.audit_chain.checkpoints import Checkpointer, latest_checkpoint
 from eventstore.identity import Identity
 from projections import catalog
 from projections.runner import NOT_THE_EVENT
@@ -128,12 +128,13 @@ def status(
 def chain_status(
     engine: Engine, identity: Identity, *, stall_seconds: float = DEFAULT_STALL_SECONDS
 ) -> ProjectionStatus:
-    """How far the audit chain's sealer got, in the same terms as a projection's."""
-    name = ChainSealer.name
+    """How far the signed checkpoints got, in the same terms as a projection's (every event is
+    in the tree from its commit; a checkpoint signs the tree at most a second or so later)."""
+    name = Checkpointer.name
     head = identity.head_position()
     with engine.connect() as conn:
-        position = sealed_head(conn).position
-        moved_at = catalog.moved_at(conn, name, catalog.NO_GENERATION)
+        latest = latest_checkpoint(conn)
+        position, moved_at = (0, None) if latest is None else (latest.size, latest.signed_at)
         failure = catalog.failures_by_name(conn).get(name)
     progress = _progress(identity, position, head, moved_at, failure, stall_seconds)
     return ProjectionStatus(name, 0, 0, position, head, building=None, building_position=None, **progress)

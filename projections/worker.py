@@ -25,13 +25,12 @@ from dataclasses import dataclass
 import psycopg
 from sqlalchemy.engine import Engine
 
-from eventstore.audit_chain.records import read_records
-from eventstore.audit_chain.sealer import ChainSealer, sealed_head
+from eventstore.audit_chain.checkpoints import Checkpointer, latest_checkpoint
 from eventstore.database import DATABASE_UNAVAILABLE, Database
 from eventstore.identity import Identity
 from projections import catalog
 from projections.base import Projection
-from projections.runner import NOT_THE_EVENT, ErrorSummary, EventNotApplicableError, ProjectionRunner
+from projections.runner import ErrorSummary, EventNotApplicableError, ProjectionRunner
 
 logger = logging.getLogger("ledgerline.projector")
 
@@ -238,42 +237,29 @@ class ProjectionWorker(FollowingWorker):
         return self.runner.run_batch(generation)
 
 
-class SealWorker(FollowingWorker):
-    """Extends the audit chain as events arrive (one active sealer, like a projection). It notes
-    its progress in the catalog (at most every second) so readiness can tell when it stops."""
+class CheckpointWorker(FollowingWorker):
+    """Signs a checkpoint of the log's tree when it has grown, at most once per interval (one
+    active per database, like a projection). The tree itself needs no worker: every append
+    extends it in its own transaction."""
 
     def __init__(
-        self, sealer: ChainSealer, stop: threading.Event, *, poll_interval: float = 0.2,
+        self, checkpointer: Checkpointer, database: Database, stop: threading.Event, *,
         failure_backoff: Backoff = FAILURE_BACKOFF,
     ) -> None:  # fmt: skip
-        super().__init__(sealer.name, sealer.engine, sealer.database, stop, poll_interval=poll_interval,
-                         batch_size=sealer.batch_size, failure_backoff=failure_backoff)  # fmt: skip
-        self.sealer = sealer
-        self._noted_at = float("-inf")
+        super().__init__(checkpointer.name, checkpointer.engine, database, stop,
+                         poll_interval=checkpointer.interval, batch_size=1,
+                         failure_backoff=failure_backoff)  # fmt: skip
+        self.checkpointer = checkpointer
 
     def _reached(self) -> int:
         with self.engine.connect() as conn:
-            return sealed_head(conn).position
+            latest = latest_checkpoint(conn)
+        return 0 if latest is None else latest.size
 
     def _step(self) -> int:
-        try:
-            sealed = self.sealer.run_batch()
-        except NOT_THE_EVENT:
-            raise
-        except Exception as error:  # named below, outside this handler: its text stays here
-            failure = ErrorSummary.of(error)
-        else:
-            if sealed and time.monotonic() - self._noted_at >= PROGRESS_EVERY:
-                catalog.note_progress(self.engine, self.label, self._reached())
-                self._noted_at = time.monotonic()
-            return sealed
-        raise EventNotApplicableError(self.label, self._first_unsealed(), failure)
-
-    def _first_unsealed(self) -> int:
-        with self.engine.connect() as conn:
-            head = sealed_head(conn).position
-            following = read_records(conn, self.database, head, 1)
-        return following[0].position if following else head + 1
+        if self.checkpointer.run_once() is not None:
+            catalog.note_progress(self.engine, self.label, self._reached())
+        return 0  # then wait for new events, or the interval
 
 
 def start_workers(
@@ -294,9 +280,10 @@ def start_workers(
     return workers
 
 
-def start_sealer(
-    sealer: ChainSealer, stop: threading.Event, *, failure_backoff: Backoff = FAILURE_BACKOFF
-) -> SealWorker:
-    worker = SealWorker(sealer, stop, failure_backoff=failure_backoff)
+def start_checkpointer(
+    checkpointer: Checkpointer, database: Database, stop: threading.Event, *,
+    failure_backoff: Backoff = FAILURE_BACKOFF,
+) -> CheckpointWorker:  # fmt: skip
+    worker = CheckpointWorker(checkpointer, database, stop, failure_backoff=failure_backoff)
     worker.start()
     return worker

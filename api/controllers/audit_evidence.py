@@ -22,7 +22,8 @@ from api.controllers.responses import MinPosition
 from api.schemas import One
 from api.services import Services
 from eventstore.audit_chain.signing import ALGORITHM, Signer
-from eventstore.audit_chain.verify import verify_chain
+from eventstore.audit_chain.checkpoints import CheckpointKeys
+from eventstore.audit_chain.verify import verify_log
 from eventstore.database import Database
 from projections.audit_log.evidence import AuditEvidence
 from projections.audit_log.export import MEDIA_TYPES, export
@@ -35,10 +36,10 @@ class ChainVerification(msgspec.Struct):
     head_hash: str | None
     first_bad_position: int | None
     reason: str | None
+    tree_size: int  # leaves stored: every position through the newest event
     events_verified: int
     checkpoints_verified: int
-    last_signed_position: int | None
-    unsealed_events: int
+    last_checkpoint_size: int | None
     audit_entries_verified: int  # audit_log rows checked against the entries their events give
     forged_audit_entries: int
     forged_audit_positions: list[int]  # the first of them
@@ -53,6 +54,11 @@ class PublicKey(msgspec.Struct):
 def _evidence(services: Services) -> tuple[Signer, Database]:
     assert services.signer is not None and services.database is not None, "built by ledgerline.bootstrap"
     return services.signer, services.database
+
+
+def _checkpoint_keys(services: Services) -> CheckpointKeys:
+    assert services.checkpoint_keys is not None, "built by ledgerline.bootstrap"
+    return services.checkpoint_keys
 
 
 def _audit_evidence(services: Services) -> AuditEvidence:
@@ -88,11 +94,13 @@ class AuditEvidenceController(Controller):
 
     @get("/verify", sync_to_thread=True)
     def verify_audit_chain(self, services: Services) -> One[ChainVerification]:
-        """Recompute the hash chain from the stored events; check every signed checkpoint and
-        every audit_log row against the entry its stored event gives (a forged row: ok false)."""
-        signer, database = _evidence(services)
-        report = asdict(verify_chain(services.engine, database, frozenset({signer.public_key})))
-        report.pop("untrusted_keys")
+        """Recompute the log's Merkle tree from the stored events; check every stored node, every
+        signed checkpoint (against this installation's current and retired keys) and every
+        audit_log row against the entry its stored event gives (anything forged: ok false)."""
+        _, database = _evidence(services)
+        keys = _checkpoint_keys(services)
+        report = asdict(verify_log(services.engine, database, keys.trusted, keys.origin))
+        report.pop("since_size")
         entries = _audit_evidence(services).verify(services.engine)
         return One(
             data=ChainVerification(

@@ -1,27 +1,33 @@
-"""Stored records as the chain sees them: the bytes the event store holds, read straight from
-its table (no decoding, no keys needed), and the two hashes of the chain.
+"""Stored records as the log's Merkle tree sees them: the bytes the event store holds, read
+straight from its table (no decoding, no keys needed), and the leaf each one is.
 
-    record_digest = SHA-256("ledgerline-record-v1" | position | aggregate id | version | topic | payload)
-    seal          = SHA-256(previous seal | record_digest)      (the first previous seal: 32 zero bytes)
+    record      = "ledgerline-record-v1" | position | version | len | aggregate id | len | topic
+                  | len | payload                    (position, version: 8-byte big-endian
+                                                      signed; len: 4-byte big-endian unsigned)
+    void record = "ledgerline-void-v1" | position     (a position no event holds: PostgreSQL's
+                                                      sequence skips the ids of rolled-back saves)
+    leaf hash   = SHA-256(0x00 | record)              (RFC 9162; leaf index = position - 1)
 
-Every variable-length part is length-prefixed, so no two different records encode alike.
+The aggregate id is the column's value as stored: the 16 bytes of a PostgreSQL ``uuid``, the
+32-character hex text of SQLite's as UTF-8. Every variable-length part is length-prefixed, so no
+two different records encode alike, and the tags keep a void leaf from ever equalling an event.
 """
 
 from __future__ import annotations
 
-import hashlib
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from eventstore.audit_chain.merkle import leaf_hash
 from eventstore.database import Database
 
-GENESIS = bytes(32)
 _RECORD_TAG = b"ledgerline-record-v1"
+_VOID_TAG = b"ledgerline-void-v1"
 
 
 @dataclass(frozen=True)
@@ -32,41 +38,67 @@ class StoredRecord:
     topic: str
     state: bytes
 
-    def digest(self) -> bytes:
+    def leaf(self) -> bytes:
         topic = self.topic.encode()
-        return hashlib.sha256(
-            b"".join(
-                (
-                    _RECORD_TAG,
-                    struct.pack(">qq", self.position, self.originator_version),
-                    struct.pack(">I", len(self.originator_id)),
-                    self.originator_id,
-                    struct.pack(">I", len(topic)),
-                    topic,
-                    struct.pack(">I", len(self.state)),
-                    self.state,
-                )
+        return b"".join(
+            (
+                _RECORD_TAG,
+                struct.pack(">qq", self.position, self.originator_version),
+                struct.pack(">I", len(self.originator_id)),
+                self.originator_id,
+                struct.pack(">I", len(topic)),
+                topic,
+                struct.pack(">I", len(self.state)),
+                self.state,
             )
-        ).digest()
+        )
+
+    def leaf_hash(self) -> bytes:
+        return leaf_hash(self.leaf())
 
 
-def next_seal(previous: bytes, record_digest: bytes) -> bytes:
-    return hashlib.sha256(previous + record_digest).digest()
+def void_leaf(position: int) -> bytes:
+    return _VOID_TAG + struct.pack(">q", position)
 
 
-def _select(database: Database) -> sa.TextClause:
-    position = "rowid" if database.is_sqlite else "notification_id"
+def void_leaf_hash(position: int) -> bytes:
+    return leaf_hash(void_leaf(position))
+
+
+def leaf_hashes(records: Sequence[StoredRecord], after: int) -> list[bytes]:
+    """The leaves of positions ``after + 1`` through the last record's: each record's, and a
+    void leaf for every position between them that holds no event."""
+    leaves: list[bytes] = []
+    position = after
+    for record in records:
+        if record.position <= position:
+            raise ValueError(f"records out of order at position {record.position}")
+        leaves.extend(void_leaf_hash(p) for p in range(position + 1, record.position))
+        leaves.append(record.leaf_hash())
+        position = record.position
+    return leaves
+
+
+def stored_id(originator_id: UUID, database: Database) -> bytes:
+    """An aggregate id as its store keeps it (see the module's layout)."""
+    return originator_id.hex.encode() if database.is_sqlite else originator_id.bytes
+
+
+def _select(sqlite: bool) -> sa.TextClause:
+    position, table = ("rowid", "stored_events") if sqlite else ("notification_id", "identity_events")
     return sa.text(
         f"SELECT {position} AS position, originator_id, originator_version, topic, state "
-        f"FROM {database.events_table} WHERE {position} > :after AND {position} <= :upto "
+        f"FROM {table} WHERE {position} > :after AND {position} <= :upto "
         f"ORDER BY {position} LIMIT :limit"
     )
 
 
 def read_records(
-    conn: Connection, database: Database, after: int, limit: int, upto: int = 2**62
+    conn: Connection, database: Database | None, after: int, limit: int, upto: int = 2**62
 ) -> list[StoredRecord]:
-    rows = conn.execute(_select(database), {"after": after, "upto": upto, "limit": limit})
+    """``database`` None: the store behind ``conn`` (its dialect tells which)."""
+    sqlite = database.is_sqlite if database is not None else conn.dialect.name == "sqlite"
+    rows = conn.execute(_select(sqlite), {"after": after, "upto": upto, "limit": limit})
     return [
         StoredRecord(
             row.position, _raw(row.originator_id), row.originator_version, row.topic, _raw(row.state)
@@ -85,7 +117,7 @@ def _raw(value: object) -> bytes:
 
 
 def iter_records(
-    conn: Connection, database: Database, after: int = 0, batch: int = 2000, *, release: bool = False
+    conn: Connection, database: Database | None, after: int = 0, batch: int = 2000, *, release: bool = False
 ) -> Iterator[StoredRecord]:
     """Every record after ``after`` in position order, read in keyset batches (constant memory)."""
     while records := read_records(conn, database, after, batch):

@@ -37,8 +37,8 @@ def _sealed_in(row: dict[str, Any]) -> Iterator[str]:
 
 def present_entry(row: dict[str, Any], sealer: Sealer) -> dict[str, Any]:
     """A row of ``select_entries`` as the contract's entry (values still Python objects:
-    UUIDs, datetimes; ``hash`` is the chain seal in hex, None until sealed)."""
-    seal = row.get("seal")
+    UUIDs, datetimes; ``hash`` is the entry's leaf hash in the log's Merkle tree, in hex)."""
+    leaf = row.get("leaf_hash")
     return {
         "position": row["position"],
         "occurred_at": row["occurred_at"],
@@ -55,7 +55,7 @@ def present_entry(row: dict[str, Any], sealer: Sealer) -> dict[str, Any]:
         "correlation_id": row["correlation_id"],
         "status": row["status"],
         "changes": _revealed(row["changes"], sealer),
-        "hash": None if seal is None else bytes(seal).hex(),
+        "hash": None if leaf is None else bytes(leaf).hex(),
     }
 
 

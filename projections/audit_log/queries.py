@@ -16,7 +16,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from eventstore.audit_chain.tables import audit_seals
+from eventstore.audit_chain.tree import tree_nodes
 from projections.audit_log.counts import counted
 from projections.audit_log.projection import RESOURCE_TYPES
 from projections.audit_log.tables import define_audit_log
@@ -83,17 +83,17 @@ def conditions(audit: AuditFilter) -> list[sa.ColumnElement[bool]]:
 
 
 def select_entries(audit: AuditFilter, *, order: Order = "desc", limit: int | None = None) -> sa.Select[Any]:
-    """Entries matching ``audit`` in position order, each with its chain seal (``seal``: bytes,
-    or None while not yet sealed)."""
-    position, sealed = audit_log.c.position, audit_seals.c.position
-    joined = [sealed == position]  # and the page's bounds, so a merge join starts where the page does
+    """Entries matching ``audit`` in position order, each with its leaf in the log's Merkle tree
+    (``leaf_hash``: bytes; None only if the tree lacks it, which ``audit verify`` reports)."""
+    position, leaf = audit_log.c.position, tree_nodes.c.idx + 1
+    joined = [tree_nodes.c.level == 0, leaf == position]  # and the page's bounds, for the join's start
     if audit.after_position is not None:
-        joined.append(sealed > audit.after_position)
+        joined.append(tree_nodes.c.idx >= audit.after_position)
     if audit.before_position is not None:
-        joined.append(sealed < audit.before_position)
+        joined.append(tree_nodes.c.idx < audit.before_position - 1)
     query = (
-        sa.select(audit_log, audit_seals.c.seal)
-        .select_from(audit_log.outerjoin(audit_seals, sa.and_(*joined)))
+        sa.select(audit_log, tree_nodes.c.hash.label("leaf_hash"))
+        .select_from(audit_log.outerjoin(tree_nodes, sa.and_(*joined)))
         .where(*conditions(audit))
         .order_by(position.desc() if order == "desc" else position.asc())
     )

@@ -1,0 +1,177 @@
+"""The event log's RFC 9162 Merkle tree as stored, extended in the append's own transaction.
+
+``audit_tree_nodes`` holds every perfect subtree of the tree, one row per ``NodeId`` (level,
+index): a leaf (level 0, index = position - 1) and each parent the moment its last leaf arrives,
+so a stored node never changes and the table is append-only (database triggers; the runtime role
+may only INSERT and SELECT). About two rows per event; an inclusion or consistency proof reads at
+most about 2 log2(n) of them by primary key, in one query.
+
+``TreeAppender`` extends the tree inside the transaction that appends the events, after their
+INSERTs and before the COMMIT, while the store's write lock (PostgreSQL's table lock, SQLite's
+single writer) still orders positions: an event and its leaf commit together or not at all, so no
+committed event is ever outside the tree. Positions no event holds (PostgreSQL's sequence skips
+the ids of rolled-back saves, and nothing can commit behind the lock) become void leaves. The
+appender never reads events back to cover them: an event inserted around it (by whoever holds
+the runtime role's credentials) is not a leaf, and ``verify`` reports it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from eventstore.audit_chain.merkle import (
+    CompactRange,
+    NodeId,
+    NodeReader,
+    ProofError,
+    consistency_proof,
+    inclusion_proof,
+    tree_root,
+)
+from eventstore.audit_chain.records import StoredRecord, leaf_hashes, read_records
+
+NODES = "audit_tree_nodes"
+
+metadata = sa.MetaData()
+tree_nodes = sa.Table(
+    NODES,
+    metadata,
+    sa.Column("level", sa.SmallInteger(), primary_key=True, autoincrement=False),
+    sa.Column("idx", sa.BigInteger(), primary_key=True, autoincrement=False),
+    sa.Column("hash", sa.LargeBinary(32), nullable=False),
+)
+
+SIZE_SQL = f"SELECT COALESCE(MAX(idx) + 1, 0) FROM {NODES} WHERE level = 0"
+
+
+@dataclass(frozen=True)
+class Extension:
+    """What one append adds: the border after it and the nodes it completed."""
+
+    before: int
+    after: CompactRange
+    nodes: list[tuple[NodeId, bytes]]
+
+
+class TreeAppender:
+    """Extends the stored tree over a DB-API cursor of the appending transaction (psycopg's
+    ``%s`` or sqlite3's ``?`` placeholders). Keeps the border of the last size it saw committed,
+    so the common append reads one number (the stored size) and writes its nodes."""
+
+    def __init__(self, placeholder: str) -> None:
+        self._mark = placeholder
+        self._known = CompactRange()
+        self._lock = threading.Lock()
+
+    def extend(self, cursor: Any, size: int, records: Sequence[StoredRecord]) -> Extension:
+        """The extension of the stored tree of ``size`` leaves by ``records`` (in position
+        order, after ``size``), written with ``cursor``; call ``committed`` once it commits."""
+        with self._lock:
+            known = self._known
+        border = known if known.size == size else self._read_border(cursor, size)
+        after, nodes = border.extend(leaf_hashes(records, size))
+        self.insert(cursor, nodes)
+        return Extension(size, after, nodes)
+
+    def insert(self, cursor: Any, nodes: list[tuple[NodeId, bytes]]) -> None:
+        if not nodes:
+            return
+        if self._mark == "%s":  # one statement for the whole batch
+            cursor.execute(
+                f"INSERT INTO {NODES} (level, idx, hash) "
+                "SELECT * FROM unnest(%s::smallint[], %s::bigint[], %s::bytea[])",
+                ([n.level for n, _ in nodes], [n.index for n, _ in nodes], [h for _, h in nodes]),
+            )
+        else:
+            cursor.executemany(
+                f"INSERT INTO {NODES} (level, idx, hash) VALUES (?, ?, ?)",
+                [(n.level, n.index, h) for n, h in nodes],
+            )
+
+    def committed(self, extension: Extension) -> None:
+        with self._lock:
+            if extension.after.size > self._known.size:
+                self._known = extension.after
+
+    def stored_size(self, cursor: Any) -> int:
+        cursor.execute(SIZE_SQL)
+        return int(_values(cursor.fetchone())[0])
+
+    def _read_border(self, cursor: Any, size: int) -> CompactRange:
+        def read(ids: Sequence[NodeId]) -> list[bytes]:
+            wanted = " OR ".join(f"(level = {self._mark} AND idx = {self._mark})" for _ in ids)
+            cursor.execute(
+                f"SELECT level, idx, hash FROM {NODES} WHERE {wanted}",
+                [value for node in ids for value in (node.level, node.index)],
+            )
+            found = {NodeId(*_values(row)[:2]): bytes(_values(row)[2]) for row in cursor.fetchall()}
+            missing = [node for node in ids if node not in found]
+            if missing:
+                raise ProofError(f"the stored tree lacks node {missing[0]} of its size {size}")
+            return [found[node] for node in ids]
+
+        return CompactRange.read(size, read)
+
+
+def _values(row: Any) -> tuple[Any, ...]:
+    return tuple(row.values()) if isinstance(row, dict) else tuple(row)
+
+
+# ---- reading the tree (SQLAlchemy connections: the API, the CLI, verify) ---------------------
+
+
+def stored_size(conn: Connection) -> int:
+    return int(conn.execute(sa.text(SIZE_SQL)).scalar_one())
+
+
+def node_reader(conn: Connection) -> NodeReader:
+    """Reads the asked nodes in one query; a node the table lacks is a ``ProofError``."""
+
+    def read(ids: Sequence[NodeId]) -> list[bytes]:
+        if not ids:
+            return []
+        wanted = sa.or_(*(sa.and_(tree_nodes.c.level == n.level, tree_nodes.c.idx == n.index) for n in ids))
+        rows = conn.execute(sa.select(tree_nodes).where(wanted))
+        found = {NodeId(row.level, row.idx): bytes(row.hash) for row in rows}
+        missing = [node for node in ids if node not in found]
+        if missing:
+            raise ProofError(f"the stored tree lacks node {missing[0]}")
+        return [found[node] for node in ids]
+
+    return read
+
+
+def root_at(conn: Connection, size: int) -> bytes:
+    return tree_root(size, node_reader(conn))
+
+
+def leaf_at(conn: Connection, index: int) -> bytes:
+    (leaf,) = node_reader(conn)([NodeId(0, index)])
+    return leaf
+
+
+def inclusion_path(conn: Connection, index: int, size: int) -> list[bytes]:
+    return inclusion_proof(index, size, node_reader(conn))
+
+
+def consistency_path(conn: Connection, first: int, second: int) -> list[bytes]:
+    return consistency_proof(first, second, node_reader(conn))
+
+
+def backfill(conn: Connection, batch: int = 2000) -> int:
+    """Extend the stored tree over the events stored before it existed (``db init``, as the
+    owner, under the store's write lock: the migration that creates the tree). Returns the size."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("LOCK TABLE identity_events IN EXCLUSIVE MODE")
+    border = CompactRange.read(size := stored_size(conn), node_reader(conn))
+    while records := read_records(conn, None, size, batch):
+        border, nodes = border.extend(leaf_hashes(records, size))
+        conn.execute(sa.insert(tree_nodes), [{"level": n.level, "idx": n.index, "hash": h} for n, h in nodes])
+        size = border.size
+    return size
