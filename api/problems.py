@@ -27,6 +27,7 @@ from litestar.exceptions import (
 from api.breaker import DATABASE_UNAVAILABLE
 from domain import errors
 from domain.audit import current_audit_context
+from projections.audit_log.evidence import ForgedEntryError
 from projections.runner import ErrorSummary
 
 logger = logging.getLogger("ledgerline.api")
@@ -62,6 +63,7 @@ PROBLEMS: tuple[tuple[type[BaseException], Problem], ...] = (
     (NotFoundException, Problem(404, "not-found", "Not found")),
     (MethodNotAllowedException, Problem(405, "method-not-allowed", "Method not allowed")),
     (TooManyRequestsException, Problem(429, "too-many-requests", "Too many requests")),
+    (ForgedEntryError, Problem(503, "audit-entry-forged", "An audit entry contradicts its stored event")),
 )
 INTERNAL = Problem(500, "internal", "Internal server error")
 UNAVAILABLE = Problem(503, "unavailable", "Service unavailable")

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 from uuid import UUID
 
@@ -23,11 +24,12 @@ from api.rate_limit import LoginRateLimiter
 from api.schemas import Pagination, in_utc, storable_text
 from api.security import CredentialCache
 from api.tokens import AccessTokens
-from eventstore.audit_chain.signing import Signer
 from eventstore.audit_chain.checkpoints import CheckpointKeys
+from eventstore.audit_chain.signing import Signer
 from eventstore.database import Database
 from eventstore.identity import Identity
 from eventstore.personal_data import Sealer
+from projections.audit_log.evidence import AuditEvidence
 from projections.audit_log.queries import MAX_POSITION
 from projections.read_side import positions
 from projections.runner import ErrorSummary
@@ -58,6 +60,12 @@ class Services:
     checkpoint_keys: CheckpointKeys | None = None  # signs checkpoints; lists the keys they may carry
     follower: StreamFollower | None = None  # this process's caches, set by ``create_app``
     waiting: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(WAITERS))
+
+    @cached_property
+    def audit_evidence(self) -> AuditEvidence:
+        """Checks audit_log rows (a cache) against the stored events they come from."""
+        assert self.database is not None, "built by ledgerline.bootstrap"
+        return AuditEvidence(self.identity.mapper, self.database, self.sealer)
 
     def database_answers(self) -> bool:
         """A quick, separate check (1 s timeout) that the database takes connections again."""

@@ -116,7 +116,7 @@ class AuditEvidence:
     def _comparable(self, rows: list[Any]) -> list[dict[str, Any]]:
         """Rows as clients see them, as plain JSON values (the stored row's types and the
         projection's differ: aware datetimes from SQLite, tuples, JSON round trips)."""
-        unsealed = [{**row, "seal": None} for row in rows]
+        unsealed = [{**row, "leaf_hash": None} for row in rows]  # compared as entries, not as leaves
         try:
             return [_plain(entry) for entry in present_entries(unsealed, self.sealer)]
         except Exception:  # a forged sealed value need not even decode: one at a time
