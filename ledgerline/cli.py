@@ -20,6 +20,7 @@ from ledgerline import __version__, logs
 from ledgerline.audit_cli import audit
 from ledgerline.bootstrap import Components, NotInitialisedError, build, build_app
 from ledgerline.settings import Settings, SettingsError
+from ledgerline.witness import witness
 from projections.runner import EventNotApplicableError
 
 CLI_ACTOR = AuditContext(actor_type="system", request_id="cli", user_agent="ledgerline-cli")
@@ -37,6 +38,7 @@ def cli() -> None:
 
 
 cli.add_command(audit)
+audit.add_command(witness)
 
 
 def main() -> None:
