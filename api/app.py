@@ -22,6 +22,7 @@ from api.context import request_context_middleware
 from api.controllers.api_keys import ApiKeysController
 from api.controllers.audit_evidence import AuditEvidenceController
 from api.controllers.audit_logs import AuditLogsController
+from api.controllers.audit_proofs import AuditProofsController
 from api.controllers.auth import AuthController
 from api.controllers.health import health, live, ready
 from api.controllers.users import UsersController
@@ -71,6 +72,7 @@ def create_app(
             ApiKeysController,
             AuditLogsController,
             AuditEvidenceController,
+            AuditProofsController,
         ],
         dependencies={
             "services": Provide(lambda: services, sync_to_thread=False),

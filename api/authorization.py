@@ -104,6 +104,9 @@ ROUTES: dict[str, Needs | None] = {
     "audit_log_statistics": Needs("audit_logs:read", admin=True),
     "export_audit_logs": Needs("audit_logs:read", admin=True),
     "verify_audit_chain": Needs("audit_logs:read", admin=True),
+    "audit_checkpoint": Needs("audit_logs:read", admin=True),
+    "audit_inclusion_proof": Needs("audit_logs:read", admin=True),
+    "audit_consistency_proof": Needs("audit_logs:read", admin=True),
     "audit_public_key": PUBLIC,  # a public key: anyone may check a bundle or checkpoint
 }
 

@@ -27,6 +27,7 @@ from litestar.exceptions import (
 from api.breaker import DATABASE_UNAVAILABLE
 from domain import errors
 from domain.audit import current_audit_context
+from eventstore.audit_chain.merkle import ProofError
 from projections.audit_log.evidence import ForgedEntryError
 from projections.runner import ErrorSummary
 
@@ -64,6 +65,9 @@ PROBLEMS: tuple[tuple[type[BaseException], Problem], ...] = (
     (MethodNotAllowedException, Problem(405, "method-not-allowed", "Method not allowed")),
     (TooManyRequestsException, Problem(429, "too-many-requests", "Too many requests")),
     (ForgedEntryError, Problem(503, "audit-entry-forged", "An audit entry contradicts its stored event")),
+    # The routes check sizes and positions first: a proof that fails is a node missing from the
+    # stored tree (removed by whoever could), which `GET /audit-logs/verify` locates.
+    (ProofError, Problem(409, "tree-damaged", "The stored tree lacks a node this proof needs")),
 )
 INTERNAL = Problem(500, "internal", "Internal server error")
 UNAVAILABLE = Problem(503, "unavailable", "Service unavailable")

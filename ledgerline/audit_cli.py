@@ -1,10 +1,12 @@
-"""``ledgerline audit``: verify the chain (on the live database or an offline copy), export the
-log, verify an export on its own, and print the public key auditors verify against."""
+"""``ledgerline audit``: verify the log and its Merkle tree (on the live database or an offline
+copy, and against a checkpoint kept earlier), print a signed checkpoint, export the log, verify
+an export on its own, and print the public key auditors verify against."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -15,18 +17,36 @@ from uuid import UUID
 import click
 
 from eventstore.audit_chain.bundle import verify_bundle
+from eventstore.audit_chain.checkpoints import CheckpointKeys, checkpoint_now
+from eventstore.audit_chain.note import MAX_NOTE_BYTES, Checkpoint, NoteError, VerifierKey, open_checkpoint
 from eventstore.audit_chain.signing import ALGORITHM
-from eventstore.audit_chain.verify import verify_chain
+from eventstore.audit_chain.verify import verify_log
 from eventstore.personal_data import Sealer
 from eventstore.schema import is_initialised
 from eventstore.snapshots import SnapshotReport, verify_snapshots
-from ledgerline.bootstrap import Components, NotInitialisedError, audit_signer, build, secret_key
+from ledgerline.bootstrap import (
+    Components,
+    NotInitialisedError,
+    audit_signer,
+    build,
+    checkpoint_keys,
+    secret_key,
+)
 from ledgerline.settings import Settings
 from projections.audit_log.evidence import AuditEvidence, EntryReport, ForgedEntryError
 from projections.audit_log.export import export
 from projections.audit_log.queries import AuditFilter
 
-PUBLIC_KEY_HELP = "A trusted Ed25519 public key in hex (repeatable); default: this installation's own."
+PUBLIC_KEY_HELP = (
+    "A key checkpoints may be signed with (repeatable): the log's signed-note verifier key "
+    "(name+hex key ID+base64; its name is the log's origin) or a 64-hex Ed25519 key, named by "
+    "LEDGERLINE_AUDIT_ORIGIN. Default: this installation's key and LEDGERLINE_AUDIT_RETIRED_KEYS."
+)
+SINCE_HELP = "A signed checkpoint you kept (`ledgerline audit checkpoint`): the log must still extend it."
+NO_VERIFY_KEY = (
+    "error: no key to check checkpoints with: pass --public-key with the vkey published by "
+    "`ledgerline audit public-key` (or GET /api/v1/audit-logs/public-key), or set the secret key"
+)
 TRUSTED_KEY_HELP = "A trusted Ed25519 public key in hex (repeatable; at least one is required)."
 NO_TRUSTED_KEY = (
     "error: a bundle proves nothing without a key you trust: pass --public-key with the key "
@@ -41,18 +61,27 @@ def audit() -> None:
 
 @audit.command("verify")
 @click.option("--public-key", "public_keys", multiple=True, help=PUBLIC_KEY_HELP)
-def audit_verify(public_keys: tuple[str, ...]) -> None:
-    """Recompute the hash chain from the stored events and check every signed checkpoint, then
-    every stored snapshot against its events and its MAC (when the secret key is at hand).
-    Exit status 0 when intact, 1 at the first tampered position or a forged snapshot (printed)."""
+@click.option("--since", "kept", type=click.File("rb"), help=SINCE_HELP)
+def audit_verify(public_keys: tuple[str, ...], kept: IO[bytes] | None) -> None:
+    """Recompute the log's Merkle tree from the stored events; check every stored node and every
+    signed checkpoint against it (and, with --since, that the log still extends the checkpoint
+    you kept: the same leaves through its size), then every stored snapshot and audit_log row
+    against its events (when the secret key is at hand). Exit status 0 when intact; 1 when the
+    log was rewritten, truncated or forked, or a cache forged (the report says where and why);
+    2 when the kept checkpoint is not one of this log signed by a trusted key."""
     settings = Settings.from_env(os.environ)
+    trusted = _checkpoint_verifiers(settings, public_keys)
+    origin = trusted[0].name  # the log's name in its checkpoints is its key's name
+    since = None if kept is None else _kept_checkpoint(kept, trusted, origin)
     engine = settings.database.create_engine()
     try:
         if not is_initialised(engine):
             raise NotInitialisedError(f"{settings.database.redacted()} holds no Ledgerline schema")
-        report = verify_chain(engine, settings.database, _trusted(settings, public_keys))
+        report = verify_log(engine, settings.database, trusted, origin, since=since)
     finally:
         engine.dispose()
+    if not report.ok:
+        click.echo(f"error: position {report.first_bad_position}: {report.reason}", err=True)
     caches = _verify_caches(settings)
     snapshots, entries = caches or (None, None)
     forged = None if snapshots is None else snapshots.forged
@@ -139,12 +168,39 @@ def audit_export(fmt: str, output: IO[bytes], **filters: Any) -> None:
 
 @audit.command("public-key")
 def audit_public_key() -> None:
-    """The key checkpoints and exports are signed with: publish it to your auditors."""
+    """The key checkpoints and exports are signed with: publish it to your auditors (``vkey``
+    is the signed-note verifier key that `audit verify --public-key` and any C2SP tool take)."""
     settings = Settings.from_env(os.environ)
-    signer = audit_signer(settings, None if settings.audit_signing_key else secret_key(settings))
+    secret = None if settings.audit_signing_key else secret_key(settings)
+    signer, keys = audit_signer(settings, secret), checkpoint_keys(settings, secret)
+    published = {"algorithm": ALGORITHM, "key_id": signer.key_id, "public_key": signer.public_key.hex()}
     click.echo(
-        json.dumps({"algorithm": ALGORITHM, "key_id": signer.key_id, "public_key": signer.public_key.hex()})
+        json.dumps(
+            {
+                **published,
+                "origin": keys.origin,
+                "vkey": keys.signer.verifier_key.encode(),
+                "retired_vkeys": [key.encode() for key in keys.retired],
+            }
+        )
     )
+
+
+@audit.command("checkpoint")
+def audit_checkpoint() -> None:
+    """Print the latest signed checkpoint of the log (a C2SP tlog-checkpoint note), signing one
+    now when the latest does not cover every committed event. Keep it: `audit verify --since
+    FILE` later proves the log still extends it."""
+    settings = Settings.from_env(os.environ)
+    keys = checkpoint_keys(settings, None if settings.audit_signing_key else secret_key(settings))
+    engine = settings.database.create_engine()
+    try:
+        if not is_initialised(engine):
+            raise NotInitialisedError(f"{settings.database.redacted()} holds no Ledgerline schema")
+        note = checkpoint_now(engine, keys).note
+    finally:
+        engine.dispose()
+    click.echo(note, nl=False)  # the note, exactly: it ends with its newline
 
 
 def _filter(options: dict[str, Any]) -> AuditFilter:
@@ -163,20 +219,51 @@ def _filter(options: dict[str, Any]) -> AuditFilter:
     )
 
 
-def _trusted(settings: Settings, public_keys: tuple[str, ...]) -> frozenset[bytes] | None:
+def _checkpoint_verifiers(settings: Settings, public_keys: tuple[str, ...]) -> list[VerifierKey]:
     """The keys ``audit verify`` wants checkpoints signed with: the ones given, else this
-    installation's own (when its secret is at hand), else none: then the report lists the keys
-    stored beside the checkpoints in ``untrusted_keys``. (``verify-export`` takes only keys given.)"""
+    installation's current key (when its secret is at hand) and its retired keys; with neither,
+    exit 2 (a checkpoint checked against no key proves nothing)."""
     if public_keys:
-        return _hex_keys(public_keys)
+        return [_verifier_key(settings, key) for key in public_keys]
+    own = _own_checkpoint_keys(settings)
+    if own is None:
+        click.echo(NO_VERIFY_KEY, err=True)
+        sys.exit(2)
+    return list(own.trusted)
+
+
+def _verifier_key(settings: Settings, value: str) -> VerifierKey:
+    """A signed-note verifier key, or a bare Ed25519 key in hex named by the configured origin."""
+    if re.fullmatch(r"[0-9a-fA-F]{64}", value):
+        return VerifierKey(settings.audit_origin, bytes.fromhex(value))
+    try:
+        return VerifierKey.parse(value)
+    except ValueError as error:
+        raise click.BadParameter(
+            f"{error}: pass a verifier key (name+hex key ID+base64) or a 64-hex Ed25519 key",
+            param_hint="--public-key",
+        ) from None
+
+
+def _own_checkpoint_keys(settings: Settings) -> CheckpointKeys | None:
+    """This installation's keys when its signing key or secret is at hand (a secret is never
+    created here: an auditor's offline copy has none)."""
     if settings.audit_signing_key is not None:
-        return frozenset({audit_signer(settings, None).public_key})
+        return checkpoint_keys(settings, None)
     kept = settings.database.is_sqlite and (Path(settings.data_dir) / "secret.key").exists()
     if settings.secret_key is None and not kept:
-        click.echo("warning: no public key given: checkpoints are checked only against the keys stored "
-                   "beside them, which anchors nothing (pass --public-key)", err=True)  # fmt: skip
         return None
-    return frozenset({audit_signer(settings, secret_key(settings)).public_key})
+    return checkpoint_keys(settings, secret_key(settings))
+
+
+def _kept_checkpoint(kept: IO[bytes], trusted: list[VerifierKey], origin: str) -> Checkpoint:
+    """The checkpoint the auditor kept, opened with the trusted keys; anything else exits 2."""
+    try:
+        return open_checkpoint(kept.read(MAX_NOTE_BYTES + 1), trusted, origin=origin)
+    except NoteError as error:
+        click.echo(f"error: {kept.name} is not a checkpoint of {origin} signed by a trusted key: {error}",
+                   err=True)  # fmt: skip
+        sys.exit(2)
 
 
 def _hex_keys(public_keys: tuple[str, ...]) -> frozenset[bytes]:

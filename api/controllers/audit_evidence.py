@@ -21,8 +21,8 @@ from api.controllers.audit_logs import audit_filter
 from api.controllers.responses import MinPosition
 from api.schemas import One
 from api.services import Services
-from eventstore.audit_chain.signing import ALGORITHM, Signer
 from eventstore.audit_chain.checkpoints import CheckpointKeys
+from eventstore.audit_chain.signing import ALGORITHM, Signer
 from eventstore.audit_chain.verify import verify_log
 from eventstore.database import Database
 from projections.audit_log.evidence import AuditEvidence
@@ -48,7 +48,10 @@ class ChainVerification(msgspec.Struct):
 class PublicKey(msgspec.Struct):
     algorithm: str
     key_id: str
-    public_key: str
+    public_key: str  # hex
+    origin: str  # the log's name in its checkpoints (and the key's name in their signatures)
+    vkey: str  # the C2SP signed-note verifier key checkpoints verify with: name+key ID+key
+    retired_vkeys: list[str]  # keys that signed older checkpoints (LEDGERLINE_AUDIT_RETIRED_KEYS)
 
 
 def _evidence(services: Services) -> tuple[Signer, Database]:
@@ -113,8 +116,17 @@ class AuditEvidenceController(Controller):
 
     @get("/public-key", sync_to_thread=True)
     def audit_public_key(self, services: Services) -> One[PublicKey]:
-        """The Ed25519 key checkpoints and exports are signed with (nothing about the log)."""
+        """The Ed25519 key checkpoints and exports are signed with (nothing about the log), and
+        the signed-note verifier keys (``vkey``, ``retired_vkeys``) that check checkpoints."""
         signer, _ = _evidence(services)
+        keys = _checkpoint_keys(services)
         return One(
-            data=PublicKey(algorithm=ALGORITHM, key_id=signer.key_id, public_key=signer.public_key.hex())
+            data=PublicKey(
+                algorithm=ALGORITHM,
+                key_id=signer.key_id,
+                public_key=signer.public_key.hex(),
+                origin=keys.origin,
+                vkey=keys.signer.verifier_key.encode(),
+                retired_vkeys=[key.encode() for key in keys.retired],
+            )
         )

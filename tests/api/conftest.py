@@ -21,7 +21,7 @@ import pytest
 from litestar.testing import TestClient
 
 from ledgerline.bootstrap import Components, build_app
-from projections.worker import FollowingWorker, start_sealer, start_workers
+from projections.worker import FollowingWorker, start_checkpointer, start_workers
 from tests.api.processes import FAST_ARGON2_ENV, Alternating, serving
 
 API_PROCESSES = int(os.environ.get("LEDGERLINE_TEST_API_PROCESSES", "1"))
@@ -95,7 +95,7 @@ def api(
             components.settings.database,
             stop,
         ),
-        start_sealer(components.sealer(), stop),
+        start_checkpointer(components.checkpointer(), components.settings.database, stop),
     ]
     try:
         in_process = request.node.originalname in ONE_PROCESS_ONLY or bool(

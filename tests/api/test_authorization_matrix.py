@@ -67,6 +67,9 @@ CALLS: dict[str, tuple[str, str, dict[str, Any] | None]] = {
     "export_audit_logs": ("GET", "/api/v1/audit-logs/export", None),
     "verify_audit_chain": ("GET", "/api/v1/audit-logs/verify", None),
     "audit_public_key": ("GET", "/api/v1/audit-logs/public-key", None),
+    "audit_checkpoint": ("GET", "/api/v1/audit-logs/checkpoint", None),
+    "audit_inclusion_proof": ("GET", "/api/v1/audit-logs/1/proof", None),
+    "audit_consistency_proof": ("GET", "/api/v1/audit-logs/consistency?from=1", None),
     "logout": ("POST", "/api/v1/auth/logout", None),  # last: it ends the caller's session
 }
 
