@@ -1,8 +1,9 @@
 """PostgreSQL, two roles: ``db init`` runs as the schema's owner (LEDGERLINE_OWNER_DATABASE_URL) and
 the API and projector run as a role that can append evidence but never rewrite it. Every attack
 here is made with the runtime role's own credentials, as someone holding the application's
-database URL would: each rewrite of events, snapshots, seals or checkpoints is refused, and so is
-every way around the append-only triggers."""
+database URL would: each rewrite of events, snapshots, the log's tree nodes or its checkpoints is
+refused, and so is every way around the append-only triggers. What the role may do, append, it
+cannot do unseen: an event it inserts around the tree is named by ``verify``."""
 
 from __future__ import annotations
 
@@ -21,7 +22,6 @@ import sqlalchemy as sa
 from psycopg import sql
 from sqlalchemy.exc import DBAPIError
 
-from eventstore.audit_chain.verify import verify_chain
 from eventstore.passwords import Passwords
 from eventstore.schema import EVIDENCE_TABLES, RuntimeRoleError
 from ledgerline.bootstrap import Components, build
@@ -30,6 +30,7 @@ from projections.rebuild import rebuild
 from tests.api.processes import FAST_ARGON2_ENV, LEDGERLINE, serving
 from tests.conftest import PG_ADMIN_DSN, TEST_SECRET, _pg_url, require_postgres, settings_for
 from tests.integration.helpers import project_all, register, user_context
+from tests.integration.merkle_attacks import positions, sign, tree_size, verify
 
 POOL = {"LEDGERLINE_POOL_SIZE": "3"}
 
@@ -72,7 +73,7 @@ def runtime_settings(roles: Roles, tmp_path: Path):  # type: ignore[no-untyped-d
 @pytest.fixture
 def app(roles: Roles, tmp_path: Path, fast_passwords: Passwords) -> Iterator[Components]:
     """Initialised by the owner, then built as the runtime role (as ``serve`` and ``project`` are),
-    with real commands run: users, 55 changes (a snapshot), a key, projections, the chain sealed."""
+    with real commands run: users, 55 changes (a snapshot), a key, projections, a checkpoint."""
     build(runtime_settings(roles, tmp_path), init=True, passwords=fast_passwords).close()
     components = build(settings_for(roles.runtime_url, tmp_path, **POOL), passwords=fast_passwords)
     try:
@@ -83,7 +84,7 @@ def app(roles: Roles, tmp_path: Path, fast_passwords: Passwords) -> Iterator[Com
                 identity.update_user(alice.id, full_name=f"Alice {n}")
             identity.issue_api_key(alice.id, name="ci", permissions={"users:read": True})
         project_all(components)
-        components.sealer().catch_up()
+        sign(components)
         yield components
     finally:
         components.close()
@@ -106,9 +107,11 @@ def fingerprint(components: Components) -> dict[str, int]:
         return {t: conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one() for t in EVIDENCE_TABLES}
 
 
-COLUMNS = ("state", "state", "seal", "signature")
+# The evidence and a column of each: named here, so a table dropped from EVIDENCE_TABLES is noticed.
+EVIDENCE = {"identity_events": "state", "identity_snapshots": "state", "audit_tree_nodes": "hash",
+            "audit_tree_checkpoints": "note"}  # fmt: skip
 REWRITES = [
-    *(f"UPDATE {t} SET {c} = {c}" for t, c in zip(EVIDENCE_TABLES, COLUMNS, strict=True)),
+    *(f"UPDATE {t} SET {c} = {c}" for t, c in EVIDENCE.items()),
     *(f"DELETE FROM {t}" for t in EVIDENCE_TABLES),
     *(f"TRUNCATE {t}" for t in EVIDENCE_TABLES),
     *(f"ALTER TABLE {t} DISABLE TRIGGER ALL" for t in EVIDENCE_TABLES),
@@ -116,12 +119,22 @@ REWRITES = [
     *(f"DROP TRIGGER {t}_append_only ON {t}" for t in EVIDENCE_TABLES),
     *(f"DROP TABLE {t}" for t in EVIDENCE_TABLES),
     *(f"ALTER TABLE {t} RENAME TO {t}_old" for t in EVIDENCE_TABLES),
+    *(f"ALTER TABLE {t} OWNER TO CURRENT_USER" for t in EVIDENCE_TABLES),
+    # An upsert is an UPDATE: a stored node or checkpoint cannot be replaced by re-inserting it.
+    "INSERT INTO audit_tree_nodes (level, idx, hash) SELECT level, idx, hash FROM audit_tree_nodes"
+    " ON CONFLICT (level, idx) DO UPDATE SET hash = sha256(excluded.hash)",
+    "INSERT INTO audit_tree_checkpoints SELECT * FROM audit_tree_checkpoints"
+    " ON CONFLICT (tree_size) DO UPDATE SET note = excluded.note || ' '",
     "SET LOCAL session_replication_role = replica",
     "SET session_replication_role = replica",
     "SELECT setval('identity_events_notification_id_seq', 1)",
     "CREATE OR REPLACE FUNCTION ledgerline_append_only() RETURNS trigger LANGUAGE plpgsql"
     " AS $$ BEGIN RETURN NEW; END $$",
 ]
+
+
+def test_the_evidence_tables_are_the_events_snapshots_tree_and_checkpoints() -> None:
+    assert set(EVIDENCE_TABLES) == set(EVIDENCE)
 
 
 @pytest.mark.parametrize("statement", REWRITES)
@@ -173,12 +186,31 @@ def test_commands_projections_a_rebuild_and_an_erasure_work_as_the_runtime_role(
     rebuilt = rebuild(app.projections["audit_log"], identity, app.engine)  # new tables, old ones dropped
     assert rebuilt == 2
     project_all(app)
-    app.sealer().catch_up()
+    sign(app)
     with app.engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM audit_log")).scalar_one() > 55
         assert conn.execute(sa.text("SELECT to_regclass('audit_log_g1')")).scalar_one() is None
-    report = verify_chain(app.engine, app.settings.database, frozenset({app.signer.public_key}))
-    assert report.ok, report
+    report = verify(app)
+    assert report.ok and report.checkpoints_verified == 2 and report.tree_size == tree_size(app), report
+
+
+def test_an_event_the_runtime_role_inserts_around_the_tree_is_named(app: Components) -> None:
+    with app.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO identity_events (originator_id, originator_version, topic, state) "
+            "SELECT originator_id, originator_version + 1000, topic, state FROM identity_events"
+            " WHERE notification_id = 1"
+        )
+    forged = positions(app)[-1]
+    report = verify(app)
+    assert not report.ok and report.first_bad_position == forged
+    assert "not in the tree" in (report.reason or "")
+
+
+def test_the_runtime_role_appends_the_tree_it_cannot_rewrite(app: Components) -> None:
+    """Its appends extend the tree and verify: the INSERT right on the tree is what they need."""
+    report = verify(app)
+    assert report.ok and report.tree_size == positions(app)[-1] == app.identity.head_position(), report
 
 
 def test_db_init_again_as_owner_keeps_the_runtime_role_working(

@@ -1,7 +1,8 @@
 """Gap-safety torture test on PostgreSQL: writers that hold their insert transaction open for a
 random moment, some of which roll back after taking positions (leaving gaps), from two separate
 connection pools, while a projector follows live. At the end every committed event is projected
-exactly once and the tracking position equals the head.
+exactly once, the tracking position equals the head, and the log's Merkle tree covers every
+committed event (the rolled-back positions as void leaves) and verifies.
 
 The delays and rollbacks are injected into the library's PostgreSQL recorder: its
 ``_insert_stored_events`` runs inside the insert transaction, after the table lock is taken and
@@ -24,6 +25,7 @@ from eventsourcing.persistence import PersistenceError
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from eventstore.audit_chain.tree import stored_size
 from eventstore.identity import Identity
 from eventstore.passwords import Passwords
 from ledgerline.bootstrap import Components, build
@@ -32,6 +34,7 @@ from projections.audit_log.projection import AuditLogProjection
 from projections.worker import ProjectionWorker, start_workers
 from tests.conftest import settings_for
 from tests.integration.helpers import register, user_context
+from tests.integration.merkle_attacks import Watcher, verify
 
 WRITERS = 8
 USERS_PER_WRITER = 8
@@ -169,14 +172,15 @@ def test_every_committed_event_is_projected_exactly_once_despite_delays_and_roll
                 failures.append(error)
 
         threads = [threading.Thread(target=writer, args=(i,), name=f"writer-{i}") for i in range(WRITERS)]
-        for thread in threads:
-            thread.start()
-        seen_while_writing, deadline = 0, time.monotonic() + 120
-        while any(thread.is_alive() for thread in threads) and time.monotonic() < deadline:
-            seen_while_writing = max(seen_while_writing, read_side.positions(first.engine)["audit_log"])
-            time.sleep(0.05)
-        for thread in threads:
-            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        with Watcher(first) as watcher:  # the tree's size against the head, at every instant
+            for thread in threads:
+                thread.start()
+            seen_while_writing, deadline = 0, time.monotonic() + 120
+            while any(thread.is_alive() for thread in threads) and time.monotonic() < deadline:
+                seen_while_writing = max(seen_while_writing, read_side.positions(first.engine)["audit_log"])
+                time.sleep(0.05)
+            for thread in threads:
+                thread.join(timeout=max(0.0, deadline - time.monotonic()))
         assert not any(thread.is_alive() for thread in threads), "a writer hung"
         assert not failures, failures
 
@@ -213,3 +217,10 @@ def test_every_committed_event_is_projected_exactly_once_despite_delays_and_roll
 
     # The live tracking position is the head.
     assert read_side.positions(first.engine)["audit_log"] == head
+
+    # Every committed event is a leaf of the tree, each rolled-back position a void leaf.
+    assert watcher.behind() == []
+    with first.engine.connect() as conn:
+        assert stored_size(conn) == head
+    report = verify(first)
+    assert report.ok and report.events_verified == len(committed), report

@@ -27,6 +27,7 @@ from ledgerline.bootstrap import Components, build
 from ledgerline.settings import Settings, SettingsError
 from tests.conftest import settings_for
 from tests.integration.helpers import register
+from tests.integration.merkle_attacks import tree_size, verify
 from tests.integration.test_concurrency import race
 
 THREADS = 16
@@ -97,15 +98,20 @@ def table_locked(url: str) -> Iterator[None]:
             conn.rollback()
 
 
-def test_group_commit_is_on_by_default_on_postgresql_and_never_on_sqlite(tmp_path: Path) -> None:
-    topic = "eventstore.group_commit:GroupCommitRecorder"
+def test_group_commit_is_on_by_default_on_postgresql_and_every_recorder_extends_the_tree(
+    tmp_path: Path,
+) -> None:
+    def recorder(environ: dict[str, str]) -> str:
+        return Settings.from_env(environ).database.eventsourcing_env(create_table=False)[
+            "APPLICATION_RECORDER_TOPIC"
+        ]
+
     url = {"LEDGERLINE_DATABASE_URL": "postgresql://root@127.0.0.1:5432/ledgerline"}
-    env = Settings.from_env(url).database.eventsourcing_env(create_table=False)
-    assert env["APPLICATION_RECORDER_TOPIC"] == topic
-    off = Settings.from_env({**url, "LEDGERLINE_GROUP_COMMIT": "false"}).database
-    assert "APPLICATION_RECORDER_TOPIC" not in off.eventsourcing_env(create_table=False)
-    sqlite = Settings.from_env({"LEDGERLINE_DATABASE_URL": f"sqlite:///{tmp_path / 'store.sqlite3'}"})
-    assert "APPLICATION_RECORDER_TOPIC" not in sqlite.database.eventsourcing_env(create_table=False)
+    assert recorder(url) == "eventstore.group_commit:GroupCommitRecorder"
+    # Off: one save per transaction, still with its leaves (never the library's bare recorder).
+    assert recorder({**url, "LEDGERLINE_GROUP_COMMIT": "false"}) == "eventstore.group_commit:OneSaveRecorder"
+    sqlite = {"LEDGERLINE_DATABASE_URL": f"sqlite:///{tmp_path / 'store.sqlite3'}"}
+    assert recorder(sqlite) == "eventstore.sqlite_recorder:TreeSQLiteRecorder"
     with pytest.raises(SettingsError, match="LEDGERLINE_GROUP_COMMIT"):
         Settings.from_env({**url, "LEDGERLINE_GROUP_COMMIT": "sometimes"})
 
@@ -134,6 +140,7 @@ def test_concurrent_commands_commit_in_groups_each_with_its_own_position(postgre
         for result in results:  # read-your-writes: the position is this command's own event
             assert position_of[(user, result.version)] == result.position
     assert len({r.position for results in outcomes for r in results}) == THREADS * rounds
+    assert tree_size(postgres) == positions[-1] and verify(postgres).ok  # each group extended the tree
 
 
 def test_a_conflicting_save_gets_its_own_error_and_the_rest_of_its_group_commits(
@@ -220,6 +227,9 @@ def test_notifications_read_in_order_have_gaps_only_where_saves_were_rolled_back
     assert len(failed) <= len(gaps) <= 2 * len(failed)  # only the rolled-back saves' positions
     for events in failed:
         assert recorder.select_events(events[0].originator_id) == []
+    assert tree_size(postgres) == positions[-1]  # the gaps are void leaves
+    report = verify(postgres)
+    assert report.ok and report.events_verified == len(positions), report
 
 
 def test_a_race_for_one_username_inside_groups_has_one_winner_and_the_rest_commit(
