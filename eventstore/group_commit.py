@@ -195,7 +195,7 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
                 sizing.execute(SIZE_SQL)  # the tree cannot grow while the lock is held
                 for save in group:
                     self._write_member(pipeline, header, savepoints, curs, save)
-                extension = self.tree.extend(ending, self.tree.stored_size(sizing), _records(group))
+                extension = self.tree.extend(ending, self.tree.fetched_size(sizing), _records(group))
                 ending.execute("COMMIT")
                 pipeline.sync()
             except BaseException:

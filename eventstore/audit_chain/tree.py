@@ -101,6 +101,11 @@ class TreeAppender:
 
     def stored_size(self, cursor: Any) -> int:
         cursor.execute(SIZE_SQL)
+        return self.fetched_size(cursor)
+
+    @staticmethod
+    def fetched_size(cursor: Any) -> int:
+        """The answer to ``SIZE_SQL`` executed (or queued in a pipeline) earlier on ``cursor``."""
         return int(_values(cursor.fetchone())[0])
 
     def _read_border(self, cursor: Any, size: int) -> CompactRange:

@@ -99,7 +99,8 @@ class _Checkpoints:
         if self.since is not None and self.since.size == size:
             if self.since.root_hash != root:
                 raise _Tampered(
-                    1, f"the log no longer extends the kept checkpoint of size {size}: rewritten or forked"
+                    max(size, 1),
+                    f"the log no longer extends the kept checkpoint of size {size}: rewritten or forked",
                 )
             self.since = None
         while self.next is not None and self.next.tree_size == size:
