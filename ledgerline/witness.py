@@ -18,7 +18,8 @@ DIR layout (every file written to a temporary name, fsynced, then renamed):
 Sinks: ``--publish-file`` appends one JSON line per accepted checkpoint, ``{"origin", "size",
 "root_hash" (base64), "note", "witnessed_at"}``; ``--nats-url`` publishes the note to JetStream
 (stream ``LEDGERLINE_CHECKPOINTS``, subject ``ledgerline.checkpoints.<origin>``, header
-``Nats-Msg-Id: <origin>/<size>`` so a retry is deduplicated). A sink that fails is retried on
+``Nats-Msg-Id: <origin>/<size>/<root hex>`` so a retry is deduplicated, while two different
+roots for one size, a split view, are both kept). A sink that fails is retried on
 the next round (``DIR/published`` lags behind ``DIR/latest`` until it succeeds).
 
 Exit status: 0 accepted (one line ``accepted <origin> <size> <root>``), 1 rejected (one line
@@ -303,6 +304,11 @@ class FileSink:
             os.fsync(file.fileno())
 
 
+def message_id(checkpoint: Checkpoint) -> str:
+    """JetStream's deduplication key: a retry of one checkpoint, never another root."""
+    return f"{checkpoint.origin}/{checkpoint.size}/{checkpoint.root_hash.hex()}"
+
+
 class NatsSink:
     """Publishes each note to JetStream, creating the stream when it is missing."""
 
@@ -343,7 +349,7 @@ class NatsSink:
                 subject_for(checkpoint.origin, self.prefix),
                 note.encode(),
                 stream=self.stream,
-                headers={"Nats-Msg-Id": f"{checkpoint.origin}/{checkpoint.size}"},
+                headers={"Nats-Msg-Id": message_id(checkpoint)},
             )
         finally:
             await client.close()

@@ -354,7 +354,9 @@ def test_a_published_checkpoint_lands_in_jetstream_once_even_if_published_twice(
         NatsSink(NATS_URL).publish(checkpoint, note)  # a retry: deduplicated by Nats-Msg-Id
         (message,) = asyncio.run(_stored(subject))
         assert message.data.decode() == note
-        assert message.headers["Nats-Msg-Id"] == f"{log.origin}/{checkpoint.size}"
+        assert (
+            message.headers["Nats-Msg-Id"] == f"{log.origin}/{checkpoint.size}/{checkpoint.root_hash.hex()}"
+        )
 
         grown = log.grow(1)
         assert run(log, tmp_path / "witness", "--nats-url", NATS_URL)[0] == 0
