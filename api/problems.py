@@ -67,7 +67,7 @@ PROBLEMS: tuple[tuple[type[BaseException], Problem], ...] = (
     (ForgedEntryError, Problem(503, "audit-entry-forged", "An audit entry contradicts its stored event")),
     # The routes check sizes and positions first: a proof that fails is a node missing from the
     # stored tree (removed by whoever could), which `GET /audit-logs/verify` locates.
-    (ProofError, Problem(409, "tree-damaged", "The stored tree lacks a node this proof needs")),
+    (ProofError, Problem(503, "tree-damaged", "The stored tree lacks a node this proof needs")),
 )
 INTERNAL = Problem(500, "internal", "Internal server error")
 UNAVAILABLE = Problem(503, "unavailable", "Service unavailable")

@@ -114,7 +114,9 @@ def inclusion(
         tree_size, note = signed.size, signed.note
     else:
         _within("tree_size", tree_size, position, current)
-    with engine.connect() as conn:  # a node missing from the stored tree: a ProofError (409)
+    with (
+        engine.connect() as conn
+    ):  # a node missing from the stored tree: a ProofError (503: run `audit verify`)
         if note is None:
             note = checkpoint_for_size(conn, keys, tree_size)
         leaf, path = leaf_at(conn, position - 1), inclusion_path(conn, position - 1, tree_size)
