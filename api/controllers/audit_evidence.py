@@ -85,12 +85,12 @@ class AuditEvidenceController(Controller):
         min_position: MinPosition = None,
     ) -> Stream:
         """The list's entries (same filters) in position order, streamed; ``ndjson`` is a signed
-        bundle that `ledgerline audit verify-export` checks with only the public key."""
+        bundle whose entries each carry an inclusion proof to its checkpoint, which `ledgerline
+        audit verify-export` checks with only a key the auditor trusts."""
         services.read_side_at(min_position)
-        signer, _ = _evidence(services)
         name = f"audit-log-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.{format}"
         return Stream(
-            export(services.engine, _audit_evidence(services), signer, audit, format),
+            export(services.engine, _audit_evidence(services), _checkpoint_keys(services), audit, format),
             media_type=MEDIA_TYPES[format],
             headers={"Content-Disposition": f'attachment; filename="{name}"'},
         )

@@ -57,6 +57,31 @@ class StoredRecord:
         return leaf_hash(self.leaf())
 
 
+def parse_record(data: bytes) -> StoredRecord:
+    """The event record ``data`` encodes (the exact inverse of ``StoredRecord.leaf``): a
+    ``ValueError`` for anything else, a void record or trailing bytes included."""
+    if not data.startswith(_RECORD_TAG):
+        raise ValueError("not a ledgerline-record-v1 (a void leaf holds no event)")
+    offset = len(_RECORD_TAG)
+    try:
+        position, version = struct.unpack_from(">qq", data, offset)
+        offset += 16
+        parts: list[bytes] = []
+        for _ in range(3):  # aggregate id, topic, payload
+            (length,) = struct.unpack_from(">I", data, offset)
+            offset += 4
+            if offset + length > len(data):
+                raise ValueError("a length runs past the record's end")
+            parts.append(data[offset : offset + length])
+            offset += length
+    except struct.error:
+        raise ValueError("the record is cut short") from None
+    if offset != len(data):
+        raise ValueError("bytes after the record's payload")
+    originator_id, topic, state = parts
+    return StoredRecord(position, originator_id, version, topic.decode(), state)
+
+
 def void_leaf(position: int) -> bytes:
     return _VOID_TAG + struct.pack(">q", position)
 
@@ -99,6 +124,28 @@ def read_records(
     """``database`` None: the store behind ``conn`` (its dialect tells which)."""
     sqlite = database.is_sqlite if database is not None else conn.dialect.name == "sqlite"
     rows = conn.execute(_select(sqlite), {"after": after, "upto": upto, "limit": limit})
+    return [
+        StoredRecord(
+            row.position, _raw(row.originator_id), row.originator_version, row.topic, _raw(row.state)
+        )
+        for row in rows
+    ]
+
+
+def read_records_at(
+    conn: Connection, database: Database | None, positions: Sequence[int]
+) -> list[StoredRecord]:
+    """The records at ``positions`` (one query; positions no event holds are left out), in
+    position order."""
+    if not positions:
+        return []
+    sqlite = database.is_sqlite if database is not None else conn.dialect.name == "sqlite"
+    position, table = ("rowid", "stored_events") if sqlite else ("notification_id", "identity_events")
+    query = sa.text(
+        f"SELECT {position} AS position, originator_id, originator_version, topic, state "
+        f"FROM {table} WHERE {position} IN :positions ORDER BY {position}"
+    ).bindparams(sa.bindparam("positions", expanding=True))
+    rows = conn.execute(query, {"positions": list(positions)})
     return [
         StoredRecord(
             row.position, _raw(row.originator_id), row.originator_version, row.topic, _raw(row.state)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 
 import httpx
 import pytest
@@ -13,9 +14,11 @@ import sqlalchemy as sa
 from litestar.exceptions import LitestarException
 
 from eventstore.audit_chain.bundle import verify_bundle
+from eventstore.audit_chain.note import NoteSigner
 from projections.audit_log.tables import define_audit_log
 from projections.catalog import live_generation
 from tests.api.conftest import Api
+from tests.integration.test_audit_export import independently_verified
 
 
 def head_of(api: Api) -> int:
@@ -66,9 +69,13 @@ def test_verify_reports_the_tree_then_the_first_tampered_position(api: Api) -> N
 
 
 def test_ndjson_export_is_a_signed_bundle_of_the_filtered_entries(api: Api) -> None:
-    api.client.patch("/api/v1/users/me", json={"full_name": "Alice Changed"}, headers=api.as_user())
+    """Each entry carries its record and an inclusion proof to the bundle's checkpoint, which
+    covers every event committed before the request; only the log's key anchors it."""
+    changed = api.client.patch("/api/v1/users/me", json={"full_name": "Alice Changed"}, headers=api.as_user())
+    head = int(changed.headers["X-Event-Position"])
     answer = api.client.get(
-        "/api/v1/audit-logs/export", params={"format": "ndjson", "resource_id": str(api.user_id)},
+        "/api/v1/audit-logs/export",
+        params={"format": "ndjson", "resource_id": str(api.user_id), "min_position": head},
         headers=api.as_admin(),
     )  # fmt: skip
     assert answer.status_code == 200
@@ -79,12 +86,19 @@ def test_ndjson_export_is_a_signed_bundle_of_the_filtered_entries(api: Api) -> N
     assert {e["resource_id"] for e in entries} == {str(api.user_id)}
     assert entries[0]["action"] == "user.registered"
     assert "user.profile_updated" in {e["action"] for e in entries}
-    assert json.loads(lines[0])["filters"] == {"resource_id": str(api.user_id)}
+    header = json.loads(lines[0])
+    assert header["filters"] == {"resource_id": str(api.user_id)}
+    assert header["format"] == "ledgerline-audit-export/2"
+    assert all(e["leaf_index"] == e["position"] - 1 and e["record"] and e["inclusion_path"] for e in entries)
 
-    report = verify_bundle(lines, frozenset({api.components.signer.public_key}))
-    assert report.ok and report.entries == len(entries) and report.unsealed_entries == 0
+    keys = api.components.checkpoint_keys
+    assert independently_verified(lines, keys.signer.verifier_key.public_key) == len(entries)
+    report = verify_bundle(lines, [keys.signer.verifier_key])
+    assert report.ok and report.entries == len(entries) and report.tree_size is not None
+    assert report.tree_size >= head and report.origin == keys.origin
+    assert not verify_bundle(lines, [NoteSigner(keys.origin, os.urandom(32)).verifier_key]).ok
     forged = [line.replace(b"Alice Changed", b"Alice Forged") for line in lines]
-    assert not verify_bundle(forged, frozenset({api.components.signer.public_key})).ok
+    assert not verify_bundle(forged, [keys.signer.verifier_key]).ok
 
 
 def test_csv_export_and_bad_formats(api: Api) -> None:
@@ -98,6 +112,7 @@ def test_csv_export_and_bad_formats(api: Api) -> None:
     rows = list(csv.DictReader(io.StringIO(answer.text)))
     assert rows and all(row["position"] for row in rows)
     assert [int(row["position"]) for row in rows] == sorted(int(row["position"]) for row in rows)
+    assert "prev_hash" not in rows[0] and all(len(row["hash"]) == 64 for row in rows)  # leaf hashes
     agents = {row["user_agent"] for row in rows}
     assert '\'=HYPERLINK("http://x.invalid")' in agents and not any(a.startswith("=") for a in agents)
     for bad in ({"format": "xml"}, {"format": "csv", "status": "maybe"}, {"from": "yesterday"}):
