@@ -51,6 +51,7 @@ class Services:
     read_timeout: float = 3.0
     ready_max_lag: int = 1000
     ready_stall_seconds: float = 30.0  # behind and not moving this long: not ready
+    checkpoint_seconds: float = 1.0  # a checkpoint is due this long after the last (not a stall before)
     allow_registration: bool = True
     usage_flush_seconds: float = 2.0
     login_limiter: LoginRateLimiter = field(default_factory=lambda: LoginRateLimiter(10))

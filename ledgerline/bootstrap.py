@@ -177,6 +177,7 @@ def build_app(components: Components, *, watch_credentials: bool = True) -> Lite
         usage_flush_seconds=settings.usage_flush_seconds,
         ready_max_lag=settings.ready_max_lag,
         ready_stall_seconds=settings.ready_stall_seconds,
+        checkpoint_seconds=settings.checkpoint_seconds,
         login_limiter=LoginRateLimiter(settings.login_rate_limit),
         signer=components.signer,
         database=settings.database,

@@ -163,11 +163,17 @@ def projections_status() -> None:
     try:
         rows = [
             *status(components.engine, components.identity, stall_seconds=stall),
-            chain_status(components.engine, components.identity, stall_seconds=stall),
+            chain_status(
+                components.engine,
+                components.identity,
+                stall_seconds=stall,
+                interval=settings.checkpoint_seconds,
+            ),
         ]
     finally:
         components.close()
-    click.echo(f"{'projection':<12}{'gen':>5}{'position':>12}{'head':>12}{'lag':>10}{'lag s':>9}  state")
+    width = max(12, *(len(row.name) + 1 for row in rows))  # "audit_checkpoints" is longer than 12
+    click.echo(f"{'projection':<{width}}{'gen':>5}{'position':>12}{'head':>12}{'lag':>10}{'lag s':>9}  state")
     for row in rows:
         building = f" (generation {row.building} at {row.building_position})" if row.building else ""
         failure = row.failure
@@ -179,7 +185,7 @@ def projections_status() -> None:
             else ""
         )
         click.echo(
-            f"{row.name:<12}{row.generation:>5}{row.position:>12}{row.head:>12}{row.lag_events:>10}"
+            f"{row.name:<{width}}{row.generation:>5}{row.position:>12}{row.head:>12}{row.lag_events:>10}"
             f"{row.lag_seconds:>9.1f}  {row.state}{building}{failing}"
         )
 

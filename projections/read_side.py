@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -126,17 +126,24 @@ def status(
 
 
 def chain_status(
-    engine: Engine, identity: Identity, *, stall_seconds: float = DEFAULT_STALL_SECONDS
+    engine: Engine,
+    identity: Identity,
+    *,
+    stall_seconds: float = DEFAULT_STALL_SECONDS,
+    interval: float = 1.0,
 ) -> ProjectionStatus:
     """How far the signed checkpoints got, in the same terms as a projection's (every event is
-    in the tree from its commit; a checkpoint signs the tree at most a second or so later)."""
+    in the tree from its commit; a checkpoint signs the tree at most every ``interval`` seconds,
+    ``LEDGERLINE_CHECKPOINT_SECONDS``). The stall window counts from when the next checkpoint is
+    due, not from the last one: waiting out the interval is not a stall."""
     name = Checkpointer.name
     head = identity.head_position()
     with engine.connect() as conn:
         latest = latest_checkpoint(conn)
-        position, moved_at = (0, None) if latest is None else (latest.size, latest.signed_at)
+        position = 0 if latest is None else latest.size
+        due_at = None if latest is None else latest.signed_at + timedelta(seconds=interval)
         failure = catalog.failures_by_name(conn).get(name)
-    progress = _progress(identity, position, head, moved_at, failure, stall_seconds)
+    progress = _progress(identity, position, head, due_at, failure, stall_seconds)
     return ProjectionStatus(name, 0, 0, position, head, building=None, building_position=None, **progress)
 
 
@@ -157,7 +164,7 @@ def _progress(
     since_moved = (datetime.now(UTC) - moved_at).total_seconds() if moved_at else math.inf
     not_moving_for = since_moved if pending_age is None else min(since_moved, pending_age)
     if pending_age is None:  # unknown: how long it has stood still is the best estimate
-        pending_age = since_moved if math.isfinite(since_moved) else 0.0
+        pending_age = max(0.0, since_moved) if math.isfinite(since_moved) else 0.0
     return {
         "lag_events": lag,
         "lag_seconds": pending_age,

@@ -240,14 +240,16 @@ class ProjectionWorker(FollowingWorker):
 class CheckpointWorker(FollowingWorker):
     """Signs a checkpoint of the log's tree when it has grown, at most once per interval (one
     active per database, like a projection). The tree itself needs no worker: every append
-    extends it in its own transaction."""
+    extends it in its own transaction. It looks every ``poll_interval`` (or on a new event), not
+    every interval: an event that waits for a checkpoint gets it when it is due, not up to an
+    interval later (readiness counts a stall from then)."""
 
     def __init__(
         self, checkpointer: Checkpointer, database: Database, stop: threading.Event, *,
-        failure_backoff: Backoff = FAILURE_BACKOFF,
+        poll_interval: float = 0.2, failure_backoff: Backoff = FAILURE_BACKOFF,
     ) -> None:  # fmt: skip
         super().__init__(checkpointer.name, checkpointer.engine, database, stop,
-                         poll_interval=checkpointer.interval, batch_size=1,
+                         poll_interval=min(poll_interval, checkpointer.interval), batch_size=1,
                          failure_backoff=failure_backoff)  # fmt: skip
         self.checkpointer = checkpointer
 

@@ -31,12 +31,14 @@ async def ready(services: Services) -> Response[dict[str, Any]]:
 
 
 def readiness(services: Services) -> Response[dict[str, Any]]:
-    """Ready when the event store answers and no projection, nor the audit sealer, is failing on
-    an event, stalled, or further behind than the bound; ``failed`` names each check that is not."""
+    """Ready when the event store answers and no projection, nor the audit checkpointer, is failing
+    on an event, stalled, or further behind than the bound; ``failed`` names each check that is not."""
     stall = services.ready_stall_seconds
     try:
         followers = status(services.engine, services.identity, stall_seconds=stall)
-        chain = chain_status(services.engine, services.identity, stall_seconds=stall)
+        chain = chain_status(
+            services.engine, services.identity, stall_seconds=stall, interval=services.checkpoint_seconds
+        )
     except Exception as error:  # any failure to reach the store means "not ready"
         store = {"name": "event_store", "ok": False, "reason": "unreachable", "error": type(error).__name__}
         body = {"checks": {"event_store": store, "projections": [], "audit_chain": None}, "failed": [store]}
