@@ -15,10 +15,10 @@ from uuid import UUID
 import pytest
 import sqlalchemy as sa
 
-from eventstore.audit_chain.tables import audit_seals
+from eventstore.audit_chain.records import read_records
+from eventstore.audit_chain.tree import tree_nodes
 from projections.audit_log.projection import AuditLogProjection
 from tests.api.conftest import PASSWORD, Api
-from tests.api.test_audit_evidence_api import sealed_through_head
 from tests.api.test_users_api import problem
 
 AUDIT = "/api/v1/audit-logs"
@@ -100,15 +100,24 @@ def test_every_entry_once_newest_first_across_pages(api: Api, story: dict[str, A
         "actor_id", "actor_type", "credential_id", "ip_address", "user_agent", "request_id",
         "correlation_id", "status", "changes", "hash",
     }  # fmt: skip
-    with api.components.engine.connect() as conn:  # sealed entries show their own seal
-        seals = {row.position: row.seal.hex() for row in conn.execute(sa.select(audit_seals))}
-    assert all(e["hash"] is None or e["hash"] == seals[e["position"]] for e in everything)
+    # Every entry shows its event's leaf in the log's Merkle tree from the moment it is listed (the
+    # tree grows in the append's own transaction): the stored leaf, which is the record's own.
+    with api.components.engine.connect() as conn:
+        leaves = {
+            row.idx + 1: bytes(row.hash).hex()
+            for row in conn.execute(sa.select(tree_nodes).where(tree_nodes.c.level == 0))
+        }
+        records = {e["position"]: read_records(conn, None, e["position"] - 1, 1)[0] for e in everything}
+    for entry in everything:
+        record = records[entry["position"]]
+        assert record.position == entry["position"]
+        assert entry["hash"] == leaves[entry["position"]] == record.leaf_hash().hex()
 
 
 def test_each_filter_returns_exactly_the_matching_entries(api: Api, story: dict[str, Any]) -> None:
     admin, bob, key = story["admin"], story["bob"], story["key"]
     alice, root = str(api.user_id), str(api.admin_id)
-    sealed_through_head(api)  # every entry's hash is set: it does not change between the reads below
+    # Every entry's hash (its leaf in the tree) is set at commit: nothing changes between the reads below.
     everything = every_page(api, AUDIT, admin, per_page=100)
 
     def matching(**params: Any) -> list[Entry]:

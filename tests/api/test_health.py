@@ -42,7 +42,7 @@ def test_health_live_and_ready_answer_under_api_v1_as_at_the_root(api: Api) -> N
     assert api.client.get("/api/v1/health").json() == api.client.get("/health").json()
     ready = api.client.get("/api/v1/ready").json()
     assert {p["name"] for p in ready["checks"]["projections"]} == {"users", "api_keys", "audit_log"}
-    assert ready["checks"]["audit_chain"]["name"] == "audit_chain"
+    assert ready["checks"]["audit_chain"]["name"] == "audit_checkpoints"  # the signed checkpoints' follower
     paths = api.client.get("/schema/openapi.json").json()["paths"]
     for path in ("/api/v1/health", "/api/v1/live", "/api/v1/ready"):
         assert path in paths, path

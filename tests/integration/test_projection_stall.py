@@ -2,7 +2,9 @@
 and why (never with the personal data in it), everywhere an operator looks (`projections status`,
 `/ready` of another process), keeps retrying with growing backoff while the others go on, and
 carries on by itself once the event can be applied; a projection that stops moving while behind
-makes `/ready` answer 503 after the stall window.
+makes `/ready` answer 503 after the stall window. The audit checkpointer is watched the same way:
+the tree itself grows in each append's transaction, but a checkpointer that stops signing while
+events arrive (the database away from it, a dead process) makes `/ready` 503 after the window.
 
 The poison events are appended through `Identity` and the aggregates' own `trigger_event`,
 bypassing every check of the API edge: an old event in the store, or a bug.
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import psycopg
 import pytest
 from click.testing import CliRunner
 from litestar.testing import TestClient
@@ -31,7 +34,7 @@ from litestar.testing import TestClient
 from domain.api_keys import ApiKey
 from domain.users import User
 from domain.values import PersonalData
-from eventstore.audit_chain.sealer import ChainSealer
+from eventstore.audit_chain.checkpoints import Checkpointer, SignedCheckpoint
 from eventstore.passwords import Passwords
 from ledgerline.bootstrap import Components, build, build_app
 from ledgerline.cli import cli
@@ -39,7 +42,7 @@ from projections import read_side
 from projections.base import Positioned
 from projections.rebuild import rebuild
 from projections.runner import EventNotApplicableError
-from projections.worker import Backoff, FollowingWorker, start_sealer, start_workers
+from projections.worker import Backoff, FollowingWorker, start_checkpointer, start_workers
 from tests.conftest import TEST_SECRET, settings_for
 from tests.integration.helpers import register
 
@@ -75,7 +78,7 @@ class Running:
 def running() -> Iterator[Callable[..., Running]]:
     started: list[Running] = []
 
-    def start(components: Components, names: Sequence[str] = (), *, sealer: bool = True) -> Running:
+    def start(components: Components, names: Sequence[str] = (), *, checkpointer: bool = True) -> Running:
         stop = threading.Event()
         chosen = [p for name, p in components.projections.items() if not names or name in names]
         workers: list[FollowingWorker] = [
@@ -88,8 +91,11 @@ def running() -> Iterator[Callable[..., Running]]:
                 failure_backoff=RETRY,
             ),
         ]
-        if sealer:
-            workers.append(start_sealer(components.sealer(), stop, failure_backoff=RETRY))
+        if checkpointer:
+            database = components.settings.database
+            workers.append(
+                start_checkpointer(components.checkpointer(), database, stop, failure_backoff=RETRY)
+            )
         started.append(Running(stop, workers))
         return started[-1]
 
@@ -273,7 +279,7 @@ def test_a_projection_that_stops_while_behind_makes_ready_fail_after_the_stall_w
     try:
         owner: UUID = register(components.identity, "owner").id
         others = running(components, ("users", "audit_log"))
-        keys = running(components, ("api_keys",), sealer=False)
+        keys = running(components, ("api_keys",), checkpointer=False)
         head = components.identity.head_position()
         assert read_side.wait_for_position(components.engine, head, timeout=20)
         wait_until(lambda: read_side.chain_status(components.engine, components.identity).position >= head)
@@ -295,18 +301,19 @@ def test_a_projection_that_stops_while_behind_makes_ready_fail_after_the_stall_w
         assert status["users"].state == "caught-up"
 
         # The worker comes back: it catches up and the API is ready again.
-        running(components, ("api_keys",), sealer=False)
+        running(components, ("api_keys",), checkpointer=False)
         head = components.identity.head_position()
         assert read_side.wait_for_position(components.engine, head, timeout=20)
         wait_until(lambda: read_side.chain_status(components.engine, components.identity).position >= head)
         assert {code for code, _ in ready_bodies(components)} == {200}
 
-        # The audit sealer is watched the same way.
+        # The audit checkpointer is watched the same way (it stops with the others).
         others.halt()
-        register(components.identity, "unsealed")
+        register(components.identity, "unsigned")
         stalled = wait_until(lambda: (bodies := ready_bodies(components))[0][0] == 503 and bodies, timeout=15)
         names = {c["name"]: c["reason"] for c in stalled[0][1]["failed"]}
-        assert names == {"users": "stalled", "audit_log": "stalled", "audit_chain": "stalled"}
+        assert names == {"users": "stalled", "audit_log": "stalled", "audit_checkpoints": "stalled"}
+        assert stalled[0][1]["checks"]["audit_chain"]["name"] == "audit_checkpoints"
     finally:
         components.close()
 
@@ -322,7 +329,10 @@ def test_a_projection_further_behind_than_the_bound_is_not_ready_at_once(
         for status_code, body in ready_bodies(components):
             assert status_code == 503
             reasons = {c["name"]: c["reason"] for c in body["failed"]}
-            assert reasons == dict.fromkeys(["api_keys", "audit_chain", "audit_log", "users"], "lagging")
+            # The checkpoints too: none signed yet, three events behind.
+            assert reasons == dict.fromkeys(
+                ["api_keys", "audit_checkpoints", "audit_log", "users"], "lagging"
+            )
     finally:
         components.close()
 
@@ -363,40 +373,114 @@ def test_a_real_projector_process_reports_its_poison_event_to_other_processes(
         components.close()
 
 
-def test_an_audit_sealer_that_cannot_seal_is_reported_like_a_projection(
-    components: Components,
+def test_a_checkpointer_that_cannot_sign_makes_ready_fail_after_the_stall_window(
+    database_url: str,
+    tmp_path: Path,
+    fast_passwords: Passwords,
     caplog: pytest.LogCaptureFixture,
     running: Callable[..., Running],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Every event is in the tree from its commit (nothing for a worker to fail to apply), but the
+    checkpointer can lose the database: events then wait behind its last signed checkpoint, and
+    once they have for the stall window `/ready` is 503 naming it, while the projections serve."""
     caplog.set_level(logging.DEBUG)
-    first = register(components.identity, "victim", email=EMAIL, full_name=FULL_NAME).position
+    settings = settings_for(
+        database_url, tmp_path, LEDGERLINE_POOL_SIZE="3", LEDGERLINE_READY_STALL_SECONDS="2"
+    )
+    components = build(settings, init=True, passwords=fast_passwords)
+    try:
+        register(components.identity, "first")
+        running(components)
+        head = components.identity.head_position()
+        signed = wait_until(lambda: (chain := chain_of(components)).position >= head and chain)
+        assert signed.state == "caught-up"
+        assert {code for code, _ in ready_bodies(components)} == {200}
 
-    def broken(self: ChainSealer) -> int:
-        raise ValueError(f"cannot seal the record of {EMAIL}")
+        def away(self: Checkpointer) -> SignedCheckpoint | None:
+            raise psycopg.OperationalError(f"connection lost while signing for {EMAIL}")
 
-    monkeypatch.setattr(ChainSealer, "run_batch", broken)
-    running(components, ())
-    failure = wait_until(lambda: failure_of_chain(components))
-    assert (failure.position, failure.error_type) == (first_position(components), "ValueError")
-    assert first_position(components) <= first
-    for status_code, body in ready_bodies(components):
-        assert status_code == 503
-        assert [(c["name"], c["reason"]) for c in body["failed"]] == [("audit_chain", "failing")]
-    assert EMAIL not in logged_text(caplog.records)
+        monkeypatch.setattr(Checkpointer, "run_once", away)
+        behind = register(components.identity, "victim", email=EMAIL, full_name=FULL_NAME).position
+        assert read_side.wait_for_position(components.engine, behind, timeout=20)  # the projections serve
+        chain = chain_of(components)
+        assert (chain.position, chain.state) == (signed.position, "catching-up")  # within the window: ready
+        assert {code for code, _ in ready_bodies(components)} == {200}
 
-    monkeypatch.undo()  # the fix is deployed: it seals everything and the failure clears
-    head = components.identity.head_position()
-    wait_until(lambda: read_side.chain_status(components.engine, components.identity).position >= head)
-    wait_until(lambda: failure_of_chain(components) is None)
+        stalled = wait_until(lambda: (bodies := ready_bodies(components))[0][0] == 503 and bodies, timeout=15)
+        for status_code, body in stalled:
+            assert status_code == 503
+            assert [(c["name"], c["reason"]) for c in body["failed"]] == [("audit_checkpoints", "stalled")]
+            check = body["checks"]["audit_chain"]
+            assert (check["position"], check["lag"]) == (signed.position, behind - signed.position)
+            assert EMAIL not in str(body)
+        env = settings_env(database_url, tmp_path, LEDGERLINE_READY_STALL_SECONDS="2")
+        shown = CliRunner().invoke(cli, ["projections", "status"], env=env)
+        assert shown.exit_code == 0, shown.output
+        line = next(line for line in shown.output.splitlines() if line.startswith("audit_checkpoints"))
+        assert line.split()[-1] == "stalled", line
+        logged = [r for r in caplog.records if getattr(r, "projection", None) == "audit_checkpoints"]
+        assert any(r.error_type == "OperationalError" for r in logged if hasattr(r, "error_type"))
+        assert EMAIL not in logged_text(caplog.records)
+
+        monkeypatch.undo()  # the database is back: it signs the tree as it stands and is ready again
+        head = components.identity.head_position()
+        wait_until(lambda: chain_of(components).position >= head)
+        assert chain_of(components).state == "caught-up"
+        assert {code for code, _ in ready_bodies(components)} == {200}
+    finally:
+        components.close()
 
 
-def failure_of_chain(components: Components) -> read_side.Failure | None:
-    return read_side.chain_status(components.engine, components.identity).failure
+def test_a_checkpointer_waiting_out_its_interval_is_not_stalled(
+    database_url: str, tmp_path: Path, fast_passwords: Passwords, running: Callable[..., Running]
+) -> None:
+    """A checkpoint is due only ``LEDGERLINE_CHECKPOINT_SECONDS`` after the last one: events that
+    wait for it (steadily arriving, or one after a quiet spell) are not a stall, even with a
+    stall window shorter than the interval, and the checkpoint comes when it is due."""
+    settings = settings_for(
+        database_url,
+        tmp_path,
+        LEDGERLINE_POOL_SIZE="3",
+        LEDGERLINE_READY_STALL_SECONDS="1",
+        LEDGERLINE_CHECKPOINT_SECONDS="3",
+    )
+    components = build(settings, init=True, passwords=fast_passwords)
+    try:
+        register(components.identity, "first")
+        running(components)
+        head = components.identity.head_position()
+        wait_until(lambda: chain_of(components, 1).position >= head)
+
+        def ready_throughout(seconds: float) -> None:
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                assert chain_of(components, 1).state != "stalled"
+                for status_code, body in ready_bodies(components):
+                    assert status_code == 200, body["failed"]
+                time.sleep(0.1)
+
+        time.sleep(3.5)  # a quiet spell longer than the interval: the next checkpoint is due at once
+        one = register(components.identity, "after-a-quiet-spell").position
+        ready_throughout(1.5)
+        assert chain_of(components, 1).position >= one
+
+        for n in range(8):  # events steadily arriving: one checkpoint every 3 s covers them
+            register(components.identity, f"steady{n}")
+            ready_throughout(0.5)
+        assert chain_of(components, 1).position > one
+    finally:
+        components.close()
 
 
-def first_position(components: Components) -> int:
-    return components.identity.recorder.select_notifications(1, 1)[0].id
+def chain_of(components: Components, stall_seconds: float = 2) -> read_side.ProjectionStatus:
+    settings = components.settings
+    return read_side.chain_status(
+        components.engine,
+        components.identity,
+        stall_seconds=stall_seconds,
+        interval=settings.checkpoint_seconds,
+    )
 
 
 def test_the_rebuild_command_names_the_event_in_one_line(components: Components, tmp_path: Path) -> None:

@@ -138,8 +138,10 @@ def test_projection_status_on_the_command_line(components: Components, tmp_path:
     assert shown.returncode == 0, shown.stderr
     lines = shown.stdout.splitlines()
     assert lines[0].split()[:4] == ["projection", "gen", "position", "head"]
-    assert {line.split()[0] for line in lines[1:]} == {"users", "api_keys", "audit_log", "audit_chain"}
-    assert all(line.split()[-1] == "catching-up" for line in lines[1:])
+    assert {line.split()[0] for line in lines[1:]} == {"users", "api_keys", "audit_log", "audit_checkpoints"}
+    assert all(line.split()[-1] == "catching-up" for line in lines[1:])  # nothing signed the new event yet
+    head_ends = lines[0].index("head") + len("head")  # the columns line up under their headers
+    assert all(line[:head_ends].split()[-1] == str(components.identity.head_position()) for line in lines[1:])
     rebuilt = run(url, tmp_path, "projections", "rebuild", "users")
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert "users: generation 2 is live" in rebuilt.stdout

@@ -1,4 +1,4 @@
-"""The audit entry presenter: the contract's fields in order, the chain seal in hex."""
+"""The audit entry presenter: the contract's fields in order, the entry's leaf hash in hex."""
 
 from __future__ import annotations
 
@@ -39,9 +39,13 @@ def row(**changes: Any) -> dict[str, Any]:
     }
 
 
-@pytest.mark.parametrize(("seal", "shown"), [(None, None), (bytes(range(32)), bytes(range(32)).hex())])
-def test_an_entry_has_the_contract_fields_and_its_seal_in_hex(seal: bytes | None, shown: str | None) -> None:
-    entry = present_entry(row(seal=seal), NO_KEYS)
+# ``leaf_hash``: the entry's leaf in the log's Merkle tree (joined by ``select_entries``); None
+# only if the tree lacks it, which ``audit verify`` reports.
+@pytest.mark.parametrize(("leaf", "shown"), [(None, None), (bytes(range(32)), bytes(range(32)).hex())])
+def test_an_entry_has_the_contract_fields_and_its_leaf_hash_in_hex(
+    leaf: bytes | None, shown: str | None
+) -> None:
+    entry = present_entry(row(leaf_hash=leaf), NO_KEYS)
     assert tuple(entry) == ENTRY_FIELDS == AuditEntryOut.__struct_fields__
     assert entry["hash"] == shown
     assert entry["changes"] == {"permissions": {"users:read": True, "sealed": False}}  # not sealed data

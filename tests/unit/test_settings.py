@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import os
+import socket
 from pathlib import Path
 
 import pytest
 
 from domain.values import Lockout
+from eventstore.audit_chain.note import NoteSigner
 from eventstore.passwords import Argon2Parameters
 from ledgerline.settings import Settings, SettingsError
 
@@ -69,6 +71,40 @@ def test_readiness_bounds_default_to_the_contract_and_are_read_from_the_environm
 
     settings = Settings.from_env({"LEDGERLINE_READY_STALL_SECONDS": "5", "LEDGERLINE_READY_MAX_LAG": "0"})
     assert (settings.ready_stall_seconds, settings.ready_max_lag) == (5, 0)
+
+
+def test_checkpoints_default_to_one_a_second_named_after_the_database_host() -> None:
+    defaults = Settings.from_env({})
+    assert defaults.checkpoint_seconds == 1
+    assert defaults.audit_origin == f"ledgerline/{socket.gethostname()}"  # the embedded store: this machine
+    assert defaults.audit_retired_keys == ()
+    on_postgres = Settings.from_env({"LEDGERLINE_DATABASE_URL": "postgresql://u:pw@db.internal:5433/ledger"})
+    assert on_postgres.audit_origin == "ledgerline/db.internal"  # every process of a deployment alike
+
+    old = NoteSigner("example.com/log", bytes(range(32))).verifier_key
+    settings = Settings.from_env(
+        {
+            "LEDGERLINE_CHECKPOINT_SECONDS": "60",
+            "LEDGERLINE_AUDIT_ORIGIN": "example.com/log",
+            "LEDGERLINE_AUDIT_RETIRED_KEYS": f" {old.encode()}, ",
+        }
+    )
+    assert (settings.checkpoint_seconds, settings.audit_origin) == (60, "example.com/log")
+    assert settings.audit_retired_keys == (old,)
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("AUDIT_ORIGIN", "two words"),
+        ("AUDIT_ORIGIN", "a+b"),
+        ("AUDIT_RETIRED_KEYS", "example.com/log+00000000+AAAA"),
+        ("CHECKPOINT_SECONDS", "0"),
+    ],
+)
+def test_a_bad_checkpoint_setting_is_refused_with_its_name(name: str, raw: str) -> None:
+    with pytest.raises(SettingsError, match=f"LEDGERLINE_{name}"):
+        Settings.from_env({f"LEDGERLINE_{name}": raw})
 
 
 def test_blank_values_mean_the_default() -> None:
