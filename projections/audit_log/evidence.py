@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from eventsourcing.persistence import Mapper, StoredEvent
 from sqlalchemy.engine import Connection, Engine
 
-from eventstore.database import Database
+from eventstore.database import DATABASE_UNAVAILABLE, Database
 from eventstore.personal_data import Sealer
 from projections.audit_log.presenter import present_entries
 from projections.audit_log.projection import AuditLogProjection
@@ -119,12 +119,16 @@ class AuditEvidence:
         unsealed = [{**row, "leaf_hash": None} for row in rows]  # compared as entries, not as leaves
         try:
             return [_plain(entry) for entry in present_entries(unsealed, self.sealer)]
+        except DATABASE_UNAVAILABLE:  # the data keys could not be read: no verdict on the row
+            raise
         except Exception:  # a forged sealed value need not even decode: one at a time
             return [self._one(row) for row in unsealed]
 
     def _one(self, row: dict[str, Any]) -> dict[str, Any]:
         try:
             return dict(_plain(present_entries([row], self.sealer)[0]))
+        except DATABASE_UNAVAILABLE:
+            raise
         except Exception:  # unreadable: equal to no genuine entry
             return {"position": row["position"], "unreadable": True}
 

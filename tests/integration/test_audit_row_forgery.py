@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from eventstore.personal_data import Sealer
 from ledgerline.bootstrap import Components
 from projections.audit_log.tables import define_audit_log
 from projections.catalog import live_generation
@@ -96,3 +97,28 @@ def test_an_export_refuses_a_forged_audit_row(ledger: Components, tmp_path: Path
     )
     report = json.loads(checked.stdout)
     assert checked.returncode == 1 and report["ok"] is False, report
+
+
+class _KeysAway(Sealer):
+    """Seals as usual, but cannot read data keys back (the database refuses connections)."""
+
+    def preload(self, sealed: Any) -> None:
+        raise sa.exc.OperationalError("SELECT", {}, Exception("too many clients already"))
+
+    def reveal(self, sealed: Any) -> Any:
+        raise sa.exc.OperationalError("SELECT", {}, Exception("too many clients already"))
+
+
+def test_a_database_outage_is_never_reported_as_a_forged_row(ledger: Components) -> None:
+    """Rows that cannot be revealed because the database is away get no verdict (the caller
+    retries or answers 503), never "differs from its stored event"."""
+    from projections.audit_log.evidence import AuditEvidence
+    from projections.audit_log.queries import AuditFilter, select_entries
+
+    evidence = AuditEvidence(
+        ledger.identity.mapper, ledger.settings.database, _KeysAway(ledger.identity.data_keys)
+    )
+    with ledger.engine.connect() as conn:
+        rows = list(conn.execute(select_entries(AuditFilter(), limit=20)).mappings())
+        with pytest.raises(sa.exc.OperationalError):
+            evidence.forged_in(conn, rows)
