@@ -203,6 +203,7 @@ def _compare(conn: Connection, created: list[tuple[NodeId, bytes]], report: LogR
             if node.level == 0:
                 raise _Tampered(
                     position,
-                    f"the event at position {position} differs from the one appended (changed, swapped or removed)",
+                    f"the event at position {position} differs from the one appended "
+                    "(changed, swapped or removed)",
                 )
             raise _Tampered(position, f"the tree's node {node.level}/{node.index} was changed")
