@@ -329,10 +329,9 @@ def test_a_projection_further_behind_than_the_bound_is_not_ready_at_once(
         for status_code, body in ready_bodies(components):
             assert status_code == 503
             reasons = {c["name"]: c["reason"] for c in body["failed"]}
-            # The checkpoints too: none signed yet, three events behind.
-            assert reasons == dict.fromkeys(
-                ["api_keys", "audit_checkpoints", "audit_log", "users"], "lagging"
-            )
+            # Not the checkpoints: every event is in the tree at commit, and a checkpoint trails
+            # it by design (an interval's worth of events); only a stalled checkpointer counts.
+            assert reasons == dict.fromkeys(["api_keys", "audit_log", "users"], "lagging")
     finally:
         components.close()
 
