@@ -39,7 +39,8 @@ from eventstore.audit_chain.records import leaf_hashes, read_records
 from eventstore.audit_chain.tree import node_reader, stored_size
 from eventstore.passwords import Passwords
 from ledgerline.bootstrap import Components, build, build_app
-from ledgerline.witness import STREAM, NatsSink, subject_for, witness
+from ledgerline.checkpoint_sinks import STREAM, NatsSink, subject_for
+from ledgerline.witness import witness
 from projections.worker import FollowingWorker, start_workers
 from tests.api.processes import FAST_ARGON2_ENV, LEDGERLINE, serving
 from tests.conftest import IN_CI, settings_for

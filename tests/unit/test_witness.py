@@ -13,7 +13,8 @@ from click.testing import CliRunner
 
 from eventstore.audit_chain.merkle import InMemoryNodes, consistency_proof, leaf_hash
 from eventstore.audit_chain.note import Checkpoint, NoteSigner, sign_checkpoint
-from ledgerline.witness import Rejected, judge, redacted, subject_for, witness
+from ledgerline.checkpoint_sinks import redacted, subject_for
+from ledgerline.witness import Rejected, judge, witness
 
 ORIGIN = "ledgerline/unit.example"
 API_KEY = "llk_unit_secret_never_printed"
