@@ -25,7 +25,6 @@ from api.schemas import Pagination, in_utc, storable_text
 from api.security import CredentialCache
 from api.tokens import AccessTokens
 from eventstore.audit_chain.checkpoints import CheckpointKeys
-from eventstore.audit_chain.signing import Signer
 from eventstore.database import Database
 from eventstore.identity import Identity
 from eventstore.personal_data import Sealer
@@ -56,9 +55,8 @@ class Services:
     usage_flush_seconds: float = 2.0
     login_limiter: LoginRateLimiter = field(default_factory=lambda: LoginRateLimiter(10))
     credential_cache: CredentialCache = field(default_factory=CredentialCache)
-    signer: Signer | None = None  # signs export bundles; its public key anchors verification
     database: Database | None = None  # where the tree's stored records are read from
-    checkpoint_keys: CheckpointKeys | None = None  # signs checkpoints; lists the keys they may carry
+    checkpoint_keys: CheckpointKeys | None = None  # signs checkpoints and exports; the keys they may carry
     follower: StreamFollower | None = None  # this process's caches, set by ``create_app``
     waiting: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(WAITERS))
 

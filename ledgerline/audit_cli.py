@@ -19,7 +19,6 @@ import click
 from eventstore.audit_chain.bundle import trusted_keys, verify_bundle
 from eventstore.audit_chain.checkpoints import CheckpointKeys, checkpoint_now
 from eventstore.audit_chain.note import MAX_NOTE_BYTES, Checkpoint, NoteError, VerifierKey, open_checkpoint
-from eventstore.audit_chain.signing import ALGORITHM
 from eventstore.audit_chain.verify import verify_log
 from eventstore.personal_data import Sealer
 from eventstore.schema import is_initialised
@@ -27,7 +26,6 @@ from eventstore.snapshots import SnapshotReport, verify_snapshots
 from ledgerline.bootstrap import (
     Components,
     NotInitialisedError,
-    audit_signer,
     build,
     checkpoint_keys,
     secret_key,
@@ -182,8 +180,8 @@ def audit_public_key() -> None:
     is the signed-note verifier key that `audit verify --public-key` and any C2SP tool take)."""
     settings = Settings.from_env(os.environ)
     secret = None if settings.audit_signing_key else secret_key(settings)
-    signer, keys = audit_signer(settings, secret), checkpoint_keys(settings, secret)
-    published = {"algorithm": ALGORITHM, "key_id": signer.key_id, "public_key": signer.public_key.hex()}
+    keys = checkpoint_keys(settings, secret)
+    published = {"algorithm": "Ed25519", "key_id": keys.fingerprint, "public_key": keys.public_key.hex()}
     click.echo(
         json.dumps(
             {

@@ -16,7 +16,6 @@ from api.services import Services
 from api.tokens import AccessTokens
 from eventstore.audit_chain.checkpoints import Checkpointer, CheckpointKeys
 from eventstore.audit_chain.note import NoteSigner
-from eventstore.audit_chain.signing import Signer
 from eventstore.identity import Identity
 from eventstore.passwords import Passwords
 from eventstore.personal_data import DataKeyStore, Sealer, WrongSecretKeyError, derive_key
@@ -39,7 +38,6 @@ class Components:
     identity: Identity
     projections: dict[str, Projection]
     secret: bytes
-    signer: Signer
     checkpoint_keys: CheckpointKeys
 
     def checkpointer(self) -> Checkpointer:
@@ -118,7 +116,6 @@ def build(settings: Settings, *, init: bool | None = False, passwords: Passwords
         identity=identity,
         projections=projections,
         secret=secret,
-        signer=audit_signer(settings, secret),
         checkpoint_keys=checkpoint_keys(settings, secret),
     )
 
@@ -151,11 +148,6 @@ def _signing_seed(settings: Settings, secret: bytes | None) -> bytes:
     return derive_key(material, "audit-signing")
 
 
-def audit_signer(settings: Settings, secret: bytes | None) -> Signer:
-    """Signs export bundles."""
-    return Signer(_signing_seed(settings, secret))
-
-
 def checkpoint_keys(settings: Settings, secret: bytes | None) -> CheckpointKeys:
     """Signs checkpoints (the same Ed25519 key, named by the log's origin); the retired keys
     keep older checkpoints verifying after a rotation."""
@@ -179,7 +171,6 @@ def build_app(components: Components, *, watch_credentials: bool = True) -> Lite
         ready_stall_seconds=settings.ready_stall_seconds,
         checkpoint_seconds=settings.checkpoint_seconds,
         login_limiter=LoginRateLimiter(settings.login_rate_limit),
-        signer=components.signer,
         database=settings.database,
         checkpoint_keys=components.checkpoint_keys,
     )

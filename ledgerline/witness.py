@@ -15,11 +15,8 @@ DIR layout (every file written to a temporary name, fsynced, then renamed):
     DIR/published               the size last handed to every configured sink
     DIR/rejected/<time>-<size>.note, .reason   a refused note as served, and why (the proof too)
 
-Sinks (``ledgerline.checkpoint_sinks``): ``--publish-file`` appends one JSON line per accepted checkpoint, ``{"origin", "size",
-"root_hash" (base64), "note", "witnessed_at"}``; ``--nats-url`` publishes the note to JetStream
-(stream ``LEDGERLINE_CHECKPOINTS``, subject ``ledgerline.checkpoints.<origin>``, header
-``Nats-Msg-Id: <origin>/<size>/<root hex>`` so a retry is deduplicated, while two different
-roots for one size, a split view, are both kept). A sink that fails is retried on
+Sinks (``ledgerline.checkpoint_sinks``): ``--publish-file`` appends one JSON line per accepted
+checkpoint; ``--nats-url`` publishes the note to NATS JetStream. A sink that fails is retried on
 the next round (``DIR/published`` lags behind ``DIR/latest`` until it succeeds).
 
 Exit status: 0 accepted (one line ``accepted <origin> <size> <root>``), 1 rejected (one line

@@ -22,10 +22,7 @@ from api.controllers.responses import MinPosition
 from api.schemas import One
 from api.services import Services
 from eventstore.audit_chain.checkpoints import CheckpointKeys
-from eventstore.audit_chain.signing import ALGORITHM, Signer
 from eventstore.audit_chain.verify import verify_log
-from eventstore.database import Database
-from projections.audit_log.evidence import AuditEvidence
 from projections.audit_log.export import MEDIA_TYPES, export
 from projections.audit_log.queries import AuditFilter
 
@@ -54,20 +51,9 @@ class PublicKey(msgspec.Struct):
     retired_vkeys: list[str]  # keys that signed older checkpoints (LEDGERLINE_AUDIT_RETIRED_KEYS)
 
 
-def _evidence(services: Services) -> tuple[Signer, Database]:
-    assert services.signer is not None and services.database is not None, "built by ledgerline.bootstrap"
-    return services.signer, services.database
-
-
 def _checkpoint_keys(services: Services) -> CheckpointKeys:
     assert services.checkpoint_keys is not None, "built by ledgerline.bootstrap"
     return services.checkpoint_keys
-
-
-def _audit_evidence(services: Services) -> AuditEvidence:
-    """What checks audit_log rows against the stored events they come from."""
-    _, database = _evidence(services)
-    return AuditEvidence(services.identity.mapper, database, services.sealer)
 
 
 class AuditEvidenceController(Controller):
@@ -90,7 +76,7 @@ class AuditEvidenceController(Controller):
         services.read_side_at(min_position)
         name = f"audit-log-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.{format}"
         return Stream(
-            export(services.engine, _audit_evidence(services), _checkpoint_keys(services), audit, format),
+            export(services.engine, services.audit_evidence, _checkpoint_keys(services), audit, format),
             media_type=MEDIA_TYPES[format],
             headers={"Content-Disposition": f'attachment; filename="{name}"'},
         )
@@ -100,11 +86,11 @@ class AuditEvidenceController(Controller):
         """Recompute the log's Merkle tree from the stored events; check every stored node, every
         signed checkpoint (against this installation's current and retired keys) and every
         audit_log row against the entry its stored event gives (anything forged: ok false)."""
-        _, database = _evidence(services)
+        assert services.database is not None, "built by ledgerline.bootstrap"
         keys = _checkpoint_keys(services)
-        report = asdict(verify_log(services.engine, database, keys.trusted, keys.origin))
+        report = asdict(verify_log(services.engine, services.database, keys.trusted, keys.origin))
         report.pop("since_size")
-        entries = _audit_evidence(services).verify(services.engine)
+        entries = services.audit_evidence.verify(services.engine)
         return One(
             data=ChainVerification(
                 **{**report, "ok": report["ok"] and not entries.forged},
@@ -118,13 +104,12 @@ class AuditEvidenceController(Controller):
     def audit_public_key(self, services: Services) -> One[PublicKey]:
         """The Ed25519 key checkpoints and exports are signed with (nothing about the log), and
         the signed-note verifier keys (``vkey``, ``retired_vkeys``) that check checkpoints."""
-        signer, _ = _evidence(services)
         keys = _checkpoint_keys(services)
         return One(
             data=PublicKey(
-                algorithm=ALGORITHM,
-                key_id=signer.key_id,
-                public_key=signer.public_key.hex(),
+                algorithm="Ed25519",
+                key_id=keys.fingerprint,
+                public_key=keys.public_key.hex(),
                 origin=keys.origin,
                 vkey=keys.signer.verifier_key.encode(),
                 retired_vkeys=[key.encode() for key in keys.retired],

@@ -10,6 +10,7 @@ verifying with the retired keys the configuration lists (``LEDGERLINE_AUDIT_RETI
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -42,6 +43,16 @@ class CheckpointKeys:
     @property
     def origin(self) -> str:
         return self.signer.name
+
+    @property
+    def public_key(self) -> bytes:
+        """The current Ed25519 public key (32 bytes): it signs checkpoints and export bundles."""
+        return self.signer.verifier_key.public_key
+
+    @property
+    def fingerprint(self) -> str:
+        """A short name for the current key: the first 16 hex digits of its SHA-256."""
+        return hashlib.sha256(self.public_key).hexdigest()[:16]
 
     @property
     def trusted(self) -> tuple[VerifierKey, ...]:

@@ -33,8 +33,8 @@ def test_public_key_is_served_without_credentials(api: Api) -> None:
     keys = api.components.checkpoint_keys
     assert key == {
         "algorithm": "Ed25519",
-        "key_id": api.components.signer.key_id,
-        "public_key": api.components.signer.public_key.hex(),
+        "key_id": api.components.checkpoint_keys.fingerprint,
+        "public_key": api.components.checkpoint_keys.public_key.hex(),
         "origin": keys.origin,
         "vkey": keys.signer.verifier_key.encode(),
         "retired_vkeys": [],
