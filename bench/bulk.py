@@ -3,7 +3,9 @@
 ``write_log``: users with year-long histories (registration, verification, profile changes,
 logins and failed logins, a key with its usage and revocation), made by the domain's own
 aggregates and methods, encoded by the application's own mapper (personal data encrypted with
-each user's data key, as in production) in worker processes, and loaded with ``COPY``. Events carry spread-out
+each user's data key, as in production) in worker processes, and loaded with ``COPY``; COPY
+bypasses the recorder, so the log's Merkle tree is then extended over them
+(``eventstore.audit_chain.tree.backfill``, timed) before anything else appends. Events carry spread-out
 timestamps (a bench clock), several actors and addresses, so audit filters select realistic
 shares. There are no reservations or key rings: these users exist for the read side only.
 
@@ -33,6 +35,8 @@ from domain.base import LedgerAggregate
 from domain.users import User
 from domain.values import Lockout
 from eventstore.api_key_tokens import generate_api_key
+from eventstore.audit_chain.tree import backfill, stored_size
+from eventstore.database import Database
 from eventstore.identity import Identity
 from ledgerline.bootstrap import build
 from ledgerline.settings import Settings
@@ -58,6 +62,9 @@ class BulkLog:
     operators: list[UUID]
     first: datetime
     last: datetime
+    tree_size_before: int = 0  # leaves before the backfill (the events create-admin appended)
+    tree_size: int = 0  # after it: every event of the log
+    tree_seconds: float = 0.0  # the backfill's
 
 
 class _Clock:
@@ -84,7 +91,7 @@ def _bench_clock(clock: _Clock) -> Iterator[None]:
 
 def write_log(env: dict[str, str], url: str, count: int, *, seed: int = 6) -> BulkLog:
     """``count`` events (about): chunks of ``CHUNK_USERS`` users made and encoded by ``WORKERS``
-    processes, loaded in time order with one COPY per chunk."""
+    processes, loaded in time order with one COPY per chunk; then the tree is extended over them."""
     operators = [uuid4() for _ in range(OPERATORS)]
     last = datetime.now(UTC) - timedelta(hours=1)
     first = last - timedelta(days=365)
@@ -110,7 +117,24 @@ def write_log(env: dict[str, str], url: str, count: int, *, seed: int = 6) -> Bu
             conn.commit()
             written += len(rows)
             sample += chosen
-    return BulkLog(written, time.perf_counter() - started, sample, operators, first, last)
+    seconds = time.perf_counter() - started
+    before, size, tree_seconds = _extend_tree(url)
+    return BulkLog(written, seconds, sample, operators, first, last, before, size, tree_seconds)
+
+
+def _extend_tree(url: str) -> tuple[int, int, float]:
+    """``backfill`` over the COPY-loaded events (one transaction, the events table locked):
+    leaves before, leaves after, seconds."""
+    engine = Database(url).create_engine()
+    try:
+        with engine.connect() as conn:
+            before = stored_size(conn)
+        started = time.perf_counter()
+        with engine.begin() as conn:
+            size = backfill(conn)
+        return before, size, time.perf_counter() - started
+    finally:
+        engine.dispose()
 
 
 COPY_EVENTS = (

@@ -25,6 +25,7 @@ import psycopg
 ADMIN_DSN = os.environ.get("LEDGERLINE_BENCH_PG", "postgresql://root@127.0.0.1:5432/postgres")
 BIN = Path(sys.executable).parent
 RESULTS = Path(__file__).parent / "results"
+REPOSITORY = Path(__file__).parent.parent
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -56,7 +57,7 @@ class Figure:
     key: str
     value: float
     unit: str
-    target: str  # e.g. ">= 3000", "<= 50"
+    target: str  # e.g. ">= 3000", "<= 50"; "" for a figure only reported
     baseline: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -65,9 +66,11 @@ class Figure:
         return None if not self.baseline else self.value / self.baseline
 
     @property
-    def met(self) -> bool:
+    def met(self) -> bool | None:
         """``target`` is ``OP NUMBER`` on the value, or ``NAME OP NUMBER`` on the ratio or an
-        extra field; all of several targets joined by ``and`` must hold."""
+        extra field; all of several targets joined by ``and`` must hold. None: no target."""
+        if not self.target:
+            return None
         for part in self.target.split(" and "):
             words = part.split()
             subject: float | None = self.value
@@ -104,8 +107,8 @@ def table(figures: Sequence[Figure]) -> str:
             "-" if f.baseline is None else _shown(f.baseline),
             "-" if f.ratio is None else f"{f.ratio:.2f}",
             f.unit,
-            f.target,
-            "yes" if f.met else "NO",
+            f.target or "-",
+            "-" if f.met is None else "yes" if f.met else "NO",
         )
         for f in figures
     ]
@@ -123,12 +126,15 @@ def _shown(value: float) -> str:
     return f"{value:.3g}" if value < 10 else f"{value:.1f}"
 
 
-def write_results(figures: Sequence[Figure], scale: Scale, *, latest: bool) -> Path:
-    """``latest.json`` (and ``<scale>.json``) after a run of every figure, else ``partial.json``."""
+def write_results(figures: Sequence[Figure], scale: Scale, *, every_figure: bool) -> Path:
+    """After a run of every figure, ``<scale>.json``, and ``latest.json`` too at full scale (the
+    committed last full run: a quick run leaves it alone); else ``partial.json``."""
     RESULTS.mkdir(exist_ok=True)
     document = {f.key: f.as_json(scale.name) for f in figures}
     text = json.dumps(document, indent=2) + "\n"
-    names = ["latest.json", f"{scale.name}.json"] if latest else ["partial.json"]
+    names = ["partial.json"]
+    if every_figure:
+        names = ["latest.json", "full.json"] if scale.name == "full" else [f"{scale.name}.json"]
     for name in names:
         (RESULTS / name).write_text(text)
     return RESULTS / names[0]
@@ -158,10 +164,13 @@ def scratch_database() -> Iterator[str]:
 
 
 def free_connections(url: str) -> int:
-    with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT current_setting('max_connections')::int - count(*) FROM pg_stat_activity"
-        ).fetchone()
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT current_setting('max_connections')::int - count(*) FROM pg_stat_activity"
+            ).fetchone()
+    except psycopg.OperationalError:  # "too many clients already": none free for now
+        return 0
     return int(row[0]) if row else 0
 
 
@@ -215,13 +224,34 @@ class Deployment:
             raise RuntimeError(f"ledgerline {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
         return done.stdout
 
-    def start(self, name: str, *args: str, port: int | None = None) -> Process:
+    def start(self, name: str, *args: str, port: int | None = None, module: str | None = None) -> Process:
+        """``ledgerline ARGS``; ``module``: ``python -m MODULE ARGS`` instead (a bench-only entry
+        point of this repository, e.g. ``bench.tree_off``)."""
         env = dict(self.env)
         if port is not None:
             env["LEDGERLINE_PORT"] = str(port)
-        process = Process(name, [str(BIN / "ledgerline"), *args], env, self.workdir / f"{name}.log", port)
+        program = [str(BIN / "ledgerline")]
+        if module is not None:
+            program = [str(BIN / "python"), "-m", module]
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPOSITORY), env.get("PYTHONPATH")]))
+        process = Process(name, [*program, *args], env, self.workdir / f"{name}.log", port)
         self.processes.append(process)
         return process
+
+    def serve(self, name: str, *, module: str | None = None) -> Process:
+        """A ``serve`` on a free port, answering; started once more if it could not come up for
+        want of connections (PostgreSQL is shared: other runs may hold most of its 100)."""
+        for tries in (1, 2):
+            process = self.start(name, "serve", port=free_port(), module=module)
+            try:
+                process.wait_ready()
+                return process
+            except RuntimeError:
+                process.stop()
+                if tries == 2 or "too many clients" not in process.log.read_text(errors="replace"):
+                    raise
+                wait_for_connections(self.env["LEDGERLINE_DATABASE_URL"], 50)
+        raise AssertionError("unreachable")
 
     def stop_all(self) -> None:
         for process in reversed(self.processes):
@@ -269,7 +299,7 @@ class Process:
 
     def wait_idle(self, timeout: float = 600, below: float = 0.05) -> float:
         """Wait until the process uses less than ``below`` of a core over two seconds running
-        (e.g. the projector after catching up, the audit-chain sealer included); seconds waited."""
+        (e.g. the projector after catching up); seconds waited."""
         started = time.monotonic()
         quiet = 0
         while quiet < 2:

@@ -1,9 +1,11 @@
-"""Every figure of issue 6 in one run, on one scratch PostgreSQL database, side by side with its
+"""Every figure of issues 6 and 11 in one run, on one scratch PostgreSQL database, side by side with its
 baseline. `make bench` (full scale) or `make bench-quick`; ``--only`` runs some figures.
 
-Order: `db init` and `create-admin` (the CLI, as an operator runs them); a bulk log rebuilt into
-the projections; then `ledgerline project` and two `ledgerline serve` processes for the HTTP
-figures. Every process is stopped and the database dropped, whatever happens.
+Order: `db init` and `create-admin` (the CLI, as an operator runs them); a bulk log, its Merkle
+tree backfilled, rebuilt into the projections and verified; then `ledgerline project` and two
+`ledgerline serve` processes for the HTTP figures; last, the tree's cost to commands (fresh
+`serve` processes in turn, half of them not extending the tree: nothing after it may rely on the
+tree). Every process is stopped and the database dropped, whatever happens.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import psycopg
 
-from bench import bulk, live, login, reads, rebuild, writes
+from bench import audit_tree, bulk, live, login, reads, rebuild, writes
 from bench.harness import (
     Deployment,
     Figure,
@@ -37,9 +40,14 @@ from ledgerline.bootstrap import Components, build
 from ledgerline.settings import Settings
 from projections.read_side import wait_for_position
 
-FIGURES = ("rebuild", "audit", "commands", "auth", "as_of", "revocation", "login", "live")
+FIGURES = (
+    "backfill", "rebuild", "verify", "audit", "proofs", "commands", "auth", "as_of", "revocation", "login",
+    "live", "tree",
+)  # fmt: skip
+BULK_LOG = {"backfill", "rebuild", "verify", "audit", "proofs"}  # the figures of the bulk-written log
 PASSWORD = "Bench-pass-1!"
 STARTED = time.monotonic()
+T = TypeVar("T")
 CONNECTIONS_NEEDED = 50  # a serve under load, the projector, the bench itself (of the server's 100)
 
 
@@ -73,13 +81,18 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\nLedgerline benchmarks, {scale.name} scale, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
           f"{time.monotonic() - STARTED:.0f}s\n")  # fmt: skip
     print(table(figures))
-    written = write_results(figures, scale, latest=wanted == set(FIGURES))
+    written = write_results(figures, scale, every_figure=wanted == set(FIGURES))
     print(f"\nwritten to {written}")
 
 
 def _figure_of(figure: Figure) -> str:
     names = {
+        "tree_backfill_events_per_s": "backfill",
         "rebuild_events_per_s": "rebuild",
+        "verify_since_events_per_s": "verify",
+        "inclusion_proof_p99_ms": "proofs",
+        "consistency_proof_p99_ms": "proofs",
+        "tree_commands_ratio": "tree",
         "audit_query_p99_ms": "audit",
         "commands_per_s": "commands",
         "auth_overhead_ratio": "auth",
@@ -102,23 +115,29 @@ def run(deployment: Deployment, url: str, scale: Scale, wanted: set[str]) -> lis
     components = build(Settings.from_env(deployment.settings))
     try:
         log, head = None, 0
-        if wanted & {"rebuild", "audit"}:
-            say(f"writing {scale.events:,} events in bulk (domain + mapper + COPY)")
+        if wanted & BULK_LOG:
+            say(f"writing {scale.events:,} events in bulk (domain + mapper + COPY), then their tree")
             log = bulk.write_log(deployment.settings, url, scale.events)
             head = components.identity.head_position()
-            say(f"wrote {log.events:,} events in {log.seconds:.0f}s; baseline COPY, then rebuilds")
+            figures.append(audit_tree.backfill_figure(log))  # measured whenever the log is written
+            say(f"wrote {log.events:,} events in {log.seconds:.0f}s, backfilled the tree in "
+                f"{log.tree_seconds:.0f}s; baseline COPY, then rebuilds")  # fmt: skip
             figure = rebuild.measure(components, url, head)
             say(f"rebuilt: {figure.extra['by_projection']} events/s")
             if "rebuild" in wanted:
                 figures.append(figure)
-        if wanted - {"rebuild"}:
+            if "verify" in wanted:
+                say("verify_log since an early checkpoint")
+                figures.append(audit_tree.verify_since(components))
+                say(f"verified at {figures[-1].value:,.0f} events/s")
+        if wanted - {"backfill", "rebuild", "verify"}:
             figures += http_figures(deployment, components, admin_key, scale, wanted, log, head)
     finally:
         components.close()
     return figures
 
 
-def attempt(url: str, measure: Callable[[], Figure]) -> Figure:
+def attempt(url: str, measure: Callable[[], T]) -> T:
     """Measure; once more if requests failed or a connection was refused (the PostgreSQL server
     is shared, and other runs may hold most of its connections for a while)."""
     try:
@@ -148,13 +167,16 @@ def http_figures(
     first.wait_ready()
     if not wait_for_position(components.engine, identity.head_position(), timeout=600):
         raise RuntimeError("the projector did not catch up within 600 s")
-    waited = projector.wait_idle()  # whatever else it does at start (sealing the audit chain)
+    waited = projector.wait_idle()  # whatever else it does at start (its first checkpoint)
     say(f"started: {', '.join(p.name for p in deployment.processes)}; projector idle after {waited:.0f}s")
     if "audit" in wanted and log is not None:
         say("audit queries")
         figures.append(
             attempt(url, lambda: reads.audit_query(first, admin_key, url, log, head, scale.seconds))
         )
+    if "proofs" in wanted:
+        say("inclusion and consistency proofs")
+        figures += attempt(url, lambda: audit_tree.proofs(first, admin_key, components, scale))
     clients = bulk.users_with_keys(identity, "client", writes.CLIENTS, PASSWORD)
     keys = [key for _, key in clients]
     if "commands" in wanted:
@@ -176,8 +198,7 @@ def http_figures(
         )
     if "revocation" in wanted:
         say("revocation across two processes")
-        second = deployment.start("serve-b", "serve", port=free_port())
-        second.wait_ready()
+        second = deployment.serve("serve-b")
         figures.append(attempt(url, lambda: reads.revocation(first, second, admin_key, scale.revocations)))
         second.stop()  # its pooled connections are not needed any more
     if "login" in wanted:
@@ -191,4 +212,10 @@ def http_figures(
         say(f"live lag: writing at {live.RATE} events/s for {scale.lag_seconds:.0f}s")
         writers = [writer for writer, _ in clients]
         figures.append(live.measure(projector, url, deployment.settings, writers, scale.lag_seconds))
+    if "tree" in wanted:  # last: the tree-off server's events are outside the tree
+        first.stop()  # its connections: fresh servers start, one at a time
+        say(f"commands with and without the tree: {audit_tree.ROUNDS} rounds of {scale.seconds:.0f}s each")
+        figures.append(
+            attempt(url, lambda: audit_tree.commands_ratio(deployment, projector, keys, url, scale.seconds))
+        )
     return figures
