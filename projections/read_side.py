@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from eventstore.audit_chain.checkpoints import Checkpointer, latest_checkpoint
+from eventstore.audit_chain.tree import stored_size
 from eventstore.identity import Identity
 from projections import catalog
 from projections.runner import NOT_THE_EVENT
@@ -139,7 +140,7 @@ def chain_status(
     name = Checkpointer.name
     head = identity.head_position()
     with engine.connect() as conn:
-        latest = latest_checkpoint(conn)
+        latest = latest_checkpoint(conn, upto=stored_size(conn))  # rows past the tree: not evidence
         position = 0 if latest is None else latest.size
         due_at = None if latest is None else latest.signed_at + timedelta(seconds=interval)
         failure = catalog.failures_by_name(conn).get(name)

@@ -26,6 +26,7 @@ import psycopg
 from sqlalchemy.engine import Engine
 
 from eventstore.audit_chain.checkpoints import Checkpointer, latest_checkpoint
+from eventstore.audit_chain.tree import stored_size
 from eventstore.database import DATABASE_UNAVAILABLE, Database
 from eventstore.identity import Identity
 from projections import catalog
@@ -255,7 +256,7 @@ class CheckpointWorker(FollowingWorker):
 
     def _reached(self) -> int:
         with self.engine.connect() as conn:
-            latest = latest_checkpoint(conn)
+            latest = latest_checkpoint(conn, upto=stored_size(conn))
         return 0 if latest is None else latest.size
 
     def _step(self) -> int:

@@ -10,6 +10,7 @@ Hashes are standard base64, as in the checkpoint notes.
 from __future__ import annotations
 
 import base64
+import hmac
 from typing import Annotated
 
 import msgspec
@@ -24,6 +25,7 @@ from api.schemas import One
 from api.services import Services
 from domain.errors import NotFoundError
 from eventstore.audit_chain.checkpoints import CheckpointKeys, checkpoint_for_size, checkpoint_now
+from eventstore.audit_chain.merkle import ProofError
 from eventstore.audit_chain.records import read_records
 from eventstore.audit_chain.tree import consistency_path, inclusion_path, leaf_at, stored_size
 from eventstore.database import Database
@@ -107,19 +109,22 @@ def inclusion(
     note: str | None = None
     with engine.connect() as conn:
         current = stored_size(conn)
-        if not 1 <= position <= current or not read_records(conn, database, position - 1, 1, upto=position):
+        records = (
+            read_records(conn, database, position - 1, 1, upto=position) if 1 <= position <= current else []
+        )
+        if not records:
             raise NotFoundError("audit_entry", position)
     if tree_size is None:  # asked after the event was seen: a checkpoint signed now covers it
         signed = checkpoint_now(engine, keys)
         tree_size, note = signed.size, signed.note
     else:
         _within("tree_size", tree_size, position, current)
-    with (
-        engine.connect() as conn
-    ):  # a node missing from the stored tree: a ProofError (503: run `audit verify`)
+    with engine.connect() as conn:  # a node missing from the stored tree: ProofError (503)
         if note is None:
             note = checkpoint_for_size(conn, keys, tree_size)
         leaf, path = leaf_at(conn, position - 1), inclusion_path(conn, position - 1, tree_size)
+    if not hmac.compare_digest(leaf, records[0].leaf_hash()):  # never prove a leaf for another event
+        raise ProofError(f"the event at position {position} is not the leaf the tree holds for it")
     return InclusionProofOut(position, position - 1, _b64(leaf), tree_size, [_b64(h) for h in path], note)
 
 

@@ -11,6 +11,7 @@ verifying with the retired keys the configuration lists (``LEDGERLINE_AUDIT_RETI
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -18,10 +19,18 @@ import sqlalchemy as sa
 import sqlalchemy.exc
 from sqlalchemy.engine import Connection, Engine
 
-from eventstore.audit_chain.note import Checkpoint, NoteSigner, VerifierKey, open_checkpoint, sign_checkpoint
+from eventstore.audit_chain.note import (
+    Checkpoint,
+    NoteError,
+    NoteSigner,
+    VerifierKey,
+    open_checkpoint,
+    sign_checkpoint,
+)
 from eventstore.audit_chain.tree import root_at, stored_size
 from eventstore.database import writing
 
+logger = logging.getLogger("ledgerline.audit")
 metadata = sa.MetaData()
 tree_checkpoints = sa.Table(
     "audit_tree_checkpoints",
@@ -79,10 +88,13 @@ def _signed(row: sa.Row) -> SignedCheckpoint:
     return SignedCheckpoint(row.tree_size, bytes(row.root_hash), row.note, signed_at)
 
 
-def latest_checkpoint(conn: Connection) -> SignedCheckpoint | None:
-    row = conn.execute(
-        sa.select(tree_checkpoints).order_by(tree_checkpoints.c.tree_size.desc()).limit(1)
-    ).first()
+def latest_checkpoint(conn: Connection, upto: int | None = None) -> SignedCheckpoint | None:
+    """The stored checkpoint of the largest size (at most ``upto``), as stored: not yet opened.
+    Rows are evidence only once their note opens; whoever can INSERT can add one."""
+    query = sa.select(tree_checkpoints).order_by(tree_checkpoints.c.tree_size.desc()).limit(1)
+    if upto is not None:
+        query = query.where(tree_checkpoints.c.tree_size <= upto)
+    row = conn.execute(query).first()
     return None if row is None else _signed(row)
 
 
@@ -91,17 +103,33 @@ def stored_checkpoint(conn: Connection, size: int) -> SignedCheckpoint | None:
     return None if row is None else _signed(row)
 
 
+def _genuine(stored: SignedCheckpoint | None, keys: CheckpointKeys, root: bytes) -> bool:
+    """A stored row is served only if its note opens with the log's keys and signs this tree."""
+    if stored is None:
+        return False
+    try:
+        checkpoint = keys.open(stored.note)
+    except NoteError:
+        return False
+    return (checkpoint.size, checkpoint.root_hash) == (stored.size, root) and stored.root_hash == root
+
+
 def checkpoint_now(engine: Engine, keys: CheckpointKeys) -> SignedCheckpoint:
-    """A stored checkpoint covering every event committed before the call: the latest one if it
-    does, else a new one signed over the tree as it stands (another process signing the same
-    size at the same moment is fine: one row wins, both are the same tree)."""
+    """A checkpoint covering every event committed before the call: the stored one of the
+    tree's size if it is genuine, else a new one signed over the tree as it stands and stored
+    (another process signing the same size at the same moment is fine: one row wins, both are
+    the same tree). Rows past the tree's size, or whose note does not open, are never served."""
     with engine.connect() as conn:
         size = stored_size(conn)
-        latest = latest_checkpoint(conn)
-        if latest is not None and latest.size >= size:
-            return latest
         root = root_at(conn, size)
+        stored = stored_checkpoint(conn, size)
+    if _genuine(stored, keys, root):
+        assert stored is not None
+        return stored
     checkpoint = SignedCheckpoint(size, root, keys.sign(size, root), datetime.now(UTC))
+    if stored is not None:  # a forged row holds this size: serve ours, `audit verify` names it
+        logger.error("the stored checkpoint of size %d does not open with the log's keys", size)
+        return checkpoint
     try:
         with writing(engine) as conn:
             conn.execute(
@@ -112,18 +140,19 @@ def checkpoint_now(engine: Engine, keys: CheckpointKeys) -> SignedCheckpoint:
     except sqlalchemy.exc.IntegrityError:
         with engine.connect() as conn:
             stored = stored_checkpoint(conn, size)
-        if stored is None:
-            raise
-        return stored
+        return stored if _genuine(stored, keys, root) and stored is not None else checkpoint
     return checkpoint
 
 
 def checkpoint_for_size(conn: Connection, keys: CheckpointKeys, size: int) -> str:
     """A signed note for the tree of ``size`` leaves (at most the stored size): the stored
-    checkpoint of that size, else one signed now over the stored nodes (not kept: any earlier
-    tree of an append-only log keeps its root)."""
+    checkpoint of that size when genuine, else one signed now over the stored nodes (not kept:
+    any earlier tree of an append-only log keeps its root)."""
+    root = root_at(conn, size)
     stored = stored_checkpoint(conn, size)
-    return stored.note if stored is not None else keys.sign(size, root_at(conn, size))
+    if _genuine(stored, keys, root) and stored is not None:
+        return stored.note
+    return keys.sign(size, root)
 
 
 class Checkpointer:
@@ -138,11 +167,14 @@ class Checkpointer:
         self.interval = interval
 
     def run_once(self) -> SignedCheckpoint | None:
+        """Rows past the tree's size are not the latest (whoever can INSERT could add one to
+        stop the signing); a row dated in the future does not postpone the next one."""
         with self.engine.connect() as conn:
             size = stored_size(conn)
-            latest = latest_checkpoint(conn)
+            latest = latest_checkpoint(conn, upto=size)
         if latest is not None and latest.size >= size:
             return None
-        if latest is not None and (datetime.now(UTC) - latest.signed_at).total_seconds() < self.interval:
+        age = None if latest is None else (datetime.now(UTC) - latest.signed_at).total_seconds()
+        if age is not None and 0 <= age < self.interval:
             return None
         return checkpoint_now(self.engine, self.keys)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from eventstore.audit_chain.merkle import (
     CompactRange,
@@ -133,6 +133,32 @@ def _values(row: Any) -> tuple[Any, ...]:
 
 def stored_size(conn: Connection) -> int:
     return int(conn.execute(sa.text(SIZE_SQL)).scalar_one())
+
+
+def stray_node(engine: Engine) -> NodeId | None:
+    """A stored node that the tree of the stored size does not have (its range runs past the
+    last leaf, or its address is impossible), read in one snapshot: every genuine node is
+    complete when it commits. Whoever can INSERT could plant one; appends fail once the tree
+    reaches it (a primary-key conflict), so ``verify`` names it."""
+    snapshot = {"isolation_level": "REPEATABLE READ"} if engine.dialect.name == "postgresql" else {}
+    with engine.connect().execution_options(**snapshot) as conn, conn.begin():
+        size = stored_size(conn)
+        odd = conn.execute(
+            sa.select(tree_nodes.c.level, tree_nodes.c.idx)
+            .where(sa.or_(tree_nodes.c.level < 0, tree_nodes.c.level > 62, tree_nodes.c.idx < 0))
+            .limit(1)
+        ).first()
+        if odd is not None:
+            return NodeId(max(odd.level, 0), max(odd.idx, 0))
+        for level in range(1, 63):
+            row = conn.execute(
+                sa.select(tree_nodes.c.idx)
+                .where(tree_nodes.c.level == level, tree_nodes.c.idx >= size >> level)
+                .limit(1)
+            ).first()
+            if row is not None:
+                return NodeId(level, row.idx)
+    return None
 
 
 def node_reader(conn: Connection) -> NodeReader:

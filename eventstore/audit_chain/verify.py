@@ -20,7 +20,7 @@ from eventstore.audit_chain.checkpoints import tree_checkpoints
 from eventstore.audit_chain.merkle import CompactRange, NodeId
 from eventstore.audit_chain.note import Checkpoint, NoteError, VerifierKey, open_checkpoint
 from eventstore.audit_chain.records import iter_records, leaf_hashes
-from eventstore.audit_chain.tree import stored_size, tree_nodes
+from eventstore.audit_chain.tree import stored_size, stray_node, tree_nodes
 from eventstore.database import Database
 
 _CHUNK = 2000
@@ -60,9 +60,20 @@ def verify_log(
     with engine.connect() as conn:
         try:
             _walk(conn, database, _Checkpoints(conn, trusted, origin, since), report)
+            _no_stray_node(engine)
         except _Tampered as bad:
             report.ok, report.first_bad_position, report.reason = False, bad.position, bad.reason
     return report
+
+
+def _no_stray_node(engine: Engine) -> None:
+    stray = stray_node(engine)
+    if stray is not None:
+        raise _Tampered(
+            stray.start + 1,
+            f"the tree holds a node ({stray.level}/{stray.index}) past its last leaf, inserted around "
+            "the appender: appends fail once the tree reaches it; only the owner can remove it",
+        )
 
 
 class _Checkpoints:
@@ -72,6 +83,10 @@ class _Checkpoints:
         self, conn: Connection, trusted: Sequence[VerifierKey], origin: str, since: Checkpoint | None
     ) -> None:
         self.conn, self.trusted, self.origin, self.since = conn, tuple(trusted), origin, since
+        # Only the rows stored when the walk starts: one signed while it runs covers events the
+        # walk may not reach, and is no evidence of a removal.
+        ceiling = conn.execute(sa.select(sa.func.max(tree_checkpoints.c.tree_size))).scalar()
+        self.ceiling = -1 if ceiling is None else int(ceiling)
         self._stored = self._iter_stored()
         self.next = next(self._stored, None)
 
@@ -80,7 +95,7 @@ class _Checkpoints:
         while rows := list(
             self.conn.execute(
                 sa.select(tree_checkpoints)
-                .where(tree_checkpoints.c.tree_size > after)
+                .where(tree_checkpoints.c.tree_size > after, tree_checkpoints.c.tree_size <= self.ceiling)
                 .order_by(tree_checkpoints.c.tree_size)
                 .limit(500)
             )
@@ -134,6 +149,13 @@ class _Checkpoints:
                 f"the log has {size} leaves, fewer than the kept checkpoint's {self.since.size}: truncated",
             )
         if self.next is not None:
+            try:
+                open_checkpoint(self.next.note, self.trusted, origin=self.origin)
+            except NoteError as error:
+                raise _Tampered(
+                    size + 1,
+                    f"a checkpoint row of size {self.next.tree_size}, past the log's end, is forged: {error}",
+                ) from None
             raise _Tampered(
                 size + 1,
                 f"a checkpoint was signed over {self.next.tree_size} leaves but the log has {size}: "

@@ -8,6 +8,7 @@ presented (personal data revealed, or "[erased]" on both sides once its subject 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from eventstore.database import DATABASE_UNAVAILABLE, Database
 from eventstore.personal_data import Sealer
+from projections import catalog
 from projections.audit_log.presenter import present_entries
 from projections.audit_log.projection import AuditLogProjection
 from projections.audit_log.queries import audit_log
@@ -57,9 +59,11 @@ class AuditEvidence:
         """The positions among ``rows`` (audit_log rows) that their stored events contradict."""
         rows = list(rows)
         derived = list(self._derived(conn, [row["position"] for row in rows]))
-        expected = {entry["position"]: entry for entry in self._comparable(derived)}
+        expected = {entry["position"]: _canonical(entry) for entry in self._comparable(derived)}
         return [
-            entry["position"] for entry in self._comparable(rows) if expected.get(entry["position"]) != entry
+            entry["position"]
+            for entry in self._comparable(rows)
+            if expected.get(entry["position"]) != _canonical(entry)
         ]
 
     def verify(self, engine: Engine) -> EntryReport:
@@ -76,6 +80,8 @@ class AuditEvidence:
                     ).mappings()
                 )
                 forged = sorted(self.forged_in(conn, rows) + self._missing(conn, after, rows)) if rows else []
+                if len(rows) < BATCH:  # and rows removed after the last one the projection wrote
+                    forged += self._removed_from_tail(conn, rows[-1]["position"] if rows else after)
             report.entries_verified += len(rows)
             report.forged += len(forged)
             report.forged_positions.extend(forged[: REPORTED - len(report.forged_positions)])
@@ -84,16 +90,35 @@ class AuditEvidence:
             after = rows[-1]["position"]
 
     def _missing(self, conn: Connection, after: int, rows: list[Any]) -> list[int]:
-        """Audited events between ``after`` and the last of ``rows`` that have no row (removed).
-        Past the last row is the projection's lag, not evidence of a removal."""
+        """Audited events between ``after`` and the last of ``rows`` that have no row (removed)."""
+        present = {row["position"] for row in rows}
+        return [p for p in self._audited(conn, after, rows[-1]["position"]) if p not in present]
+
+    def _removed_from_tail(self, conn: Connection, last: int) -> list[int]:
+        """Audited events after the last row, up to where the projection says it got (its rows
+        and that position commit together: read first, it bounds the rows read after it); past
+        that is the projection's lag, not evidence of a removal."""
+        name = self._projection.name
+        tracked = catalog.position(conn, name, catalog.live_generation(conn, name)[0])
+        if tracked <= last:
+            return []
+        present = set(
+            conn.execute(
+                sa.select(audit_log.c.position).where(
+                    audit_log.c.position > last, audit_log.c.position <= tracked
+                )
+            ).scalars()
+        )
+        return [p for p in self._audited(conn, last, tracked) if p not in present]
+
+    def _audited(self, conn: Connection, after: int, upto: int) -> list[int]:
         column = "rowid" if self._database.is_sqlite else "notification_id"
         query = sa.text(
             f"SELECT {column} FROM {self._database.events_table} "
-            f"WHERE {column} > :after AND {column} <= :last AND topic IN :topics"
+            f"WHERE {column} > :after AND {column} <= :upto AND topic IN :topics ORDER BY {column}"
         ).bindparams(sa.bindparam("topics", expanding=True))
-        bounds = {"after": after, "last": rows[-1]["position"], "topics": sorted(self._projection.topics)}
-        present = {row["position"] for row in rows}
-        return [position for (position,) in conn.execute(query, bounds) if position not in present]
+        bounds = {"after": after, "upto": upto, "topics": sorted(self._projection.topics)}
+        return [position for (position,) in conn.execute(query, bounds)]
 
     def _derived(self, conn: Connection, positions: list[int]) -> Iterator[dict[str, Any]]:
         topics = self._projection.topics
@@ -131,6 +156,11 @@ class AuditEvidence:
             raise
         except Exception:  # unreadable: equal to no genuine entry
             return {"position": row["position"], "unreadable": True}
+
+
+def _canonical(entry: Mapping[str, Any]) -> str:
+    """Compared as JSON text, not Python values: ``false``, ``0`` and ``0.0`` differ."""
+    return json.dumps(entry, sort_keys=True, separators=(",", ":"), default=repr)
 
 
 def _plain(value: Any) -> Any:

@@ -24,14 +24,19 @@ def _projected(api: Api, position: int) -> None:
 
 
 def _alice_registration(api: Api) -> tuple[sa.Table, int]:
-    with api.components.engine.connect() as conn:
-        table = define_audit_log(sa.MetaData(), live_generation(conn, "audit_log")[0])
-        position = conn.execute(
-            sa.select(table.c.position).where(
-                table.c.resource_id == api.user_id, table.c.action == "user.registered"
-            )
-        ).scalar_one()
-    return table, position
+    """Alice's registration entry, once the projector has written it."""
+    for _ in range(200):
+        with api.components.engine.connect() as conn:
+            table = define_audit_log(sa.MetaData(), live_generation(conn, "audit_log")[0])
+            position = conn.execute(
+                sa.select(table.c.position).where(
+                    table.c.resource_id == api.user_id, table.c.action == "user.registered"
+                )
+            ).scalar()
+        if position is not None:
+            return table, position
+        time.sleep(0.05)
+    raise AssertionError("Alice's registration was never projected")
 
 
 def test_a_forged_audit_row_is_never_served_as_genuine(api: Api) -> None:
@@ -63,3 +68,16 @@ def test_a_forged_audit_row_is_never_served_as_genuine(api: Api) -> None:
         )
     response = api.client.get(f"{AUDIT}/{position}", headers=api.as_admin())
     assert response.status_code == 200 and response.json()["data"] == genuine
+
+
+def test_no_proof_is_served_for_an_event_that_is_not_its_leaf(api: Api) -> None:
+    """An event changed (or slipped into a void position) after its leaf was appended: the tree
+    still proves the old leaf, but the route never presents it as this event's proof."""
+    from tests.integration.merkle_attacks import make_superuser
+
+    _, position = _alice_registration(api)
+    assert api.client.get(f"{AUDIT}/{position}/proof", headers=api.as_admin()).status_code == 200
+    make_superuser(api.components, position)
+    response = api.client.get(f"{AUDIT}/{position}/proof", headers=api.as_admin())
+    assert response.status_code == 503, response.text
+    assert response.json()["type"].endswith("/tree-damaged")
