@@ -5,8 +5,8 @@ Not a setting of the product: the production recorders always extend the tree. R
 (``-m``), this replaces the event store's recorder topic (``APPLICATION_RECORDER_TOPIC``, which
 ``Database.eventsourcing_env`` chooses) by ``TreeOffRecorder``: the group-commit recorder with a
 ``TreeAppender`` that writes nothing and reads nothing. Every other statement of a group is the
-production one (BEGIN, table lock, NOTIFY, the group's pipelined tree-size query, the saves,
-COMMIT). `serve` with ``LEDGERLINE_WORKERS`` > 1 starts its API processes with multiprocessing's
+production one (BEGIN, table lock, NOTIFY, the saves, COMMIT). `serve` with
+``LEDGERLINE_WORKERS`` > 1 starts its API processes with multiprocessing's
 "spawn", which runs this module again in each as ``__mp_main__``: the patch applies there too.
 
 A log written through it is no longer covered by its tree (its events are void leaves of the
@@ -33,13 +33,16 @@ TOPICS = {
 
 
 class NoTree(TreeAppender):
-    """Extends nothing: no node is read or written, the stored size is never asked for."""
+    """Extends nothing: no node is read or written, the border is never asked for."""
 
-    def extend(self, cursor: Any, size: int, records: Sequence[StoredRecord]) -> Extension:
-        return Extension(size, CompactRange(), [])
+    def extend(self, cursor: Any, border: CompactRange, records: Sequence[StoredRecord]) -> Extension:
+        return Extension(border.size, border, [])
 
-    def stored_size(self, cursor: Any) -> int:
-        return 0
+    def ask_border(self, cursor: Any) -> None:
+        return None
+
+    def asked_border(self, cursor: Any) -> CompactRange:
+        return CompactRange()
 
 
 class TreeOffRecorder(GroupCommitRecorder):

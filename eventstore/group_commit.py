@@ -57,7 +57,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 
 from eventstore.audit_chain.records import StoredRecord
-from eventstore.audit_chain.tree import SIZE_SQL, TreeAppender
+from eventstore.audit_chain.tree import TreeAppender
 
 MAX_GROUP_EVENTS = 500  # keep one transaction's INSERTs to hundreds of events
 MAX_GROUP_SAVES = 64  # one subtransaction each: PostgreSQL caches 64 per transaction
@@ -192,10 +192,10 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
                 header.execute("BEGIN")
                 self._lock_table(header)  # once for the group, before any position is drawn
                 self._notify_channel(header)
-                sizing.execute(SIZE_SQL)  # the tree cannot grow while the lock is held
+                self.tree.ask_border(sizing)  # the tree cannot grow while the lock is held
                 for save in group:
                     self._write_member(pipeline, header, savepoints, curs, save)
-                extension = self.tree.extend(ending, self.tree.fetched_size(sizing), _records(group))
+                self.tree.extend(ending, self.tree.asked_border(sizing), _records(group))
                 ending.execute("COMMIT")
                 pipeline.sync()
             except BaseException:
@@ -204,7 +204,6 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
             finally:
                 self._in_group.active = False
                 conn.prepare_threshold = prepare_threshold
-        self.tree.committed(extension)
 
     def _write_member(
         self,

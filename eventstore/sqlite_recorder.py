@@ -27,7 +27,7 @@ class TreeSQLiteRecorder(SQLiteApplicationRecorder):
                 StoredRecord(position, _stored_id(event), event.originator_version, event.topic, event.state)
                 for position, event in zip(positions, stored_events, strict=True)
             ]
-            extension = self.tree.extend(cursor, self.tree.stored_size(cursor), records)
+            extension = self.tree.extend(cursor, self.tree.border(cursor), records)
         self.tree.committed(extension)
         return positions
 

@@ -59,25 +59,65 @@ class Extension:
     nodes: list[tuple[NodeId, bytes]]
 
 
+# PostgreSQL: the stored size and its border (one perfect subtree per bit set in the size) in one
+# statement, queued before a group's saves: no round trip of its own, whichever process last
+# appended. A missing border node leaves a row of NULLs, which ``border_from_rows`` refuses.
+BORDER_SQL = f"""
+WITH s AS (SELECT COALESCE(MAX(idx) + 1, 0) AS size FROM {NODES} WHERE level = 0)
+SELECT s.size, b.level, t.hash
+FROM s
+LEFT JOIN generate_series(0, 62) AS b(level) ON (s.size >> b.level) & 1 = 1
+LEFT JOIN {NODES} t ON t.level = b.level AND t.idx = (s.size >> b.level) - 1
+"""
+
+
+def border_from_rows(rows: Sequence[Any]) -> CompactRange:
+    """The border ``BORDER_SQL`` answered, largest subtree first."""
+    values = [_values(row) for row in rows]
+    size = int(values[0][0])
+    hashes = {
+        int(level): bytes(value) for _, level, value in values if level is not None and value is not None
+    }
+    levels = [level for level in reversed(range(size.bit_length())) if size >> level & 1]
+    missing = [level for level in levels if level not in hashes]
+    if missing:
+        raise ProofError(f"the stored tree lacks its level-{missing[0]} border node of its size {size}")
+    return CompactRange(size, tuple(hashes[level] for level in levels))
+
+
 class TreeAppender:
     """Extends the stored tree over a DB-API cursor of the appending transaction (psycopg's
-    ``%s`` or sqlite3's ``?`` placeholders). Keeps the border of the last size it saw committed,
-    so the common append reads one number (the stored size) and writes its nodes."""
+    ``%s`` or sqlite3's ``?`` placeholders). On SQLite it keeps the border of the last size it
+    saw committed, so the common append reads one number (the stored size) and writes its
+    nodes; PostgreSQL reads the border with the size (``BORDER_SQL``)."""
 
     def __init__(self, placeholder: str) -> None:
         self._mark = placeholder
         self._known = CompactRange()
         self._lock = threading.Lock()
 
-    def extend(self, cursor: Any, size: int, records: Sequence[StoredRecord]) -> Extension:
-        """The extension of the stored tree of ``size`` leaves by ``records`` (in position
-        order, after ``size``), written with ``cursor``; call ``committed`` once it commits."""
+    def extend(self, cursor: Any, border: CompactRange, records: Sequence[StoredRecord]) -> Extension:
+        """The extension of the stored tree (``border``) by ``records`` (in position order,
+        after its size), written with ``cursor``; call ``committed`` once it commits."""
+        after, nodes = border.extend(leaf_hashes(records, border.size))
+        self.insert(cursor, nodes)
+        return Extension(border.size, after, nodes)
+
+    def ask_border(self, cursor: Any) -> None:
+        """PostgreSQL: queue ``BORDER_SQL`` (in a pipeline, after the write lock)."""
+        cursor.execute(BORDER_SQL)
+
+    def asked_border(self, cursor: Any) -> CompactRange:
+        """The answer to ``ask_border``."""
+        return border_from_rows(cursor.fetchall())
+
+    def border(self, cursor: Any) -> CompactRange:
+        """The stored tree's border, read in the appending transaction (after the write lock)."""
+        cursor.execute(SIZE_SQL)
+        size = int(_values(cursor.fetchone())[0])
         with self._lock:
             known = self._known
-        border = known if known.size == size else self._read_border(cursor, size)
-        after, nodes = border.extend(leaf_hashes(records, size))
-        self.insert(cursor, nodes)
-        return Extension(size, after, nodes)
+        return known if known.size == size else self._read_border(cursor, size)
 
     def insert(self, cursor: Any, nodes: list[tuple[NodeId, bytes]]) -> None:
         if not nodes:
@@ -98,15 +138,6 @@ class TreeAppender:
         with self._lock:
             if extension.after.size > self._known.size:
                 self._known = extension.after
-
-    def stored_size(self, cursor: Any) -> int:
-        cursor.execute(SIZE_SQL)
-        return self.fetched_size(cursor)
-
-    @staticmethod
-    def fetched_size(cursor: Any) -> int:
-        """The answer to ``SIZE_SQL`` executed (or queued in a pipeline) earlier on ``cursor``."""
-        return int(_values(cursor.fetchone())[0])
 
     def _read_border(self, cursor: Any, size: int) -> CompactRange:
         def read(ids: Sequence[NodeId]) -> list[bytes]:
