@@ -35,10 +35,10 @@ from bench.harness import Deployment, Figure, Process, Scale, percentile, wait_f
 from bench.measure import CpuMeter, DbSampler, LoadError, Wrk, lua_strings, profiled
 from bench.reads import get_load
 from bench.writes import CLIENTS, COMMANDS_LUA
-from eventstore.audit_chain.checkpoints import checkpoint_for_size
+from eventstore.audit_chain.checkpoints import note_for
 from eventstore.audit_chain.merkle import verify_consistency, verify_inclusion
 from eventstore.audit_chain.records import iter_records, leaf_hashes
-from eventstore.audit_chain.tree import consistency_path, inclusion_path, leaf_at, root_at, stored_size
+from eventstore.audit_chain.tree import consistency_with_root, inclusion_with_root, root_at, stored_size
 from eventstore.audit_chain.verify import verify_log
 from ledgerline.bootstrap import Components
 
@@ -85,7 +85,8 @@ def verify_since(components: Components) -> Figure:
     keys, engine = components.checkpoint_keys, components.engine
     with engine.connect() as conn:
         size = stored_size(conn)
-        kept = keys.open(checkpoint_for_size(conn, keys, max(1, size // 100)))
+        early = max(1, size // 100)
+        kept = keys.open(note_for(conn, keys, early, root_at(conn, early)))
         sample = _record_rates(conn, min(SAMPLE, size))
     started = time.perf_counter()
     report = verify_log(engine, components.settings.database, keys.trusted, keys.origin, since=kept)
@@ -229,9 +230,9 @@ def _in_process(
     with engine.connect() as conn:
         size = stored_size(conn)
         prove: Callable[[tuple[int, int | None]], object] = (
-            (lambda s: inclusion_path(conn, s[0], s[1] or size))
+            (lambda s: inclusion_with_root(conn, s[0], s[1] or size))
             if kind == "inclusion"
-            else (lambda s: consistency_path(conn, s[0], s[1] or size))
+            else (lambda s: consistency_with_root(conn, s[0], s[1] or size))
         )
         end, n = time.monotonic() + 0.5, 0
         while time.monotonic() < end:  # warm-up
@@ -258,11 +259,13 @@ def _check_proofs(conn: Connection, rng: random.Random, size: int) -> dict[str, 
     for _ in range(CHECKED):
         tree_size = rng.choice((size, rng.randint(1, size)))
         index = rng.randrange(tree_size)
-        path = inclusion_path(conn, index, tree_size)
-        if not verify_inclusion(index, tree_size, leaf_at(conn, index), path, root_at(conn, tree_size)):
+        leaf, path, root = inclusion_with_root(conn, index, tree_size)
+        if not verify_inclusion(index, tree_size, leaf, path, root_at(conn, tree_size)) or root != root_at(
+            conn, tree_size
+        ):
             raise RuntimeError(f"the inclusion proof of leaf {index} in tree {tree_size} does not verify")
         first = rng.randint(1, tree_size)
-        path = consistency_path(conn, first, tree_size)
+        path, _ = consistency_with_root(conn, first, tree_size)
         if not verify_consistency(first, tree_size, root_at(conn, first), root_at(conn, tree_size), path):
             raise RuntimeError(f"the consistency proof {first} -> {tree_size} does not verify")
     return {"inclusion": CHECKED, "consistency": CHECKED}

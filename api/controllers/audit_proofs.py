@@ -24,10 +24,10 @@ from api.controllers.responses import MinPosition
 from api.schemas import One
 from api.services import Services
 from domain.errors import NotFoundError
-from eventstore.audit_chain.checkpoints import CheckpointKeys, checkpoint_for_size, checkpoint_now
+from eventstore.audit_chain.checkpoints import CheckpointKeys, checkpoint_now, note_for
 from eventstore.audit_chain.merkle import ProofError
 from eventstore.audit_chain.records import read_records
-from eventstore.audit_chain.tree import consistency_path, inclusion_path, leaf_at, stored_size
+from eventstore.audit_chain.tree import consistency_with_root, inclusion_with_root, stored_size
 from eventstore.database import Database
 from projections.audit_log.queries import MAX_POSITION
 
@@ -105,41 +105,32 @@ class AuditProofsController(Controller):
 def inclusion(
     engine: Engine, database: Database, keys: CheckpointKeys, position: int, tree_size: int | None
 ) -> InclusionProofOut:
-    """The proof ``GET /audit-logs/{position}/proof`` answers (see there)."""
-    note: str | None = None
-    with engine.connect() as conn:
+    """The proof ``GET /audit-logs/{position}/proof`` answers (see there): one connection, four
+    statements (the size, the event, every node the proof and its root need, the stored note)."""
+    with engine.connect() as conn:  # a node missing from the stored tree: ProofError (503)
         current = stored_size(conn)
-        records = (
-            read_records(conn, database, position - 1, 1, upto=position) if 1 <= position <= current else []
-        )
+        in_tree = 1 <= position <= current
+        records = read_records(conn, database, position - 1, 1, upto=position) if in_tree else []
         if not records:
             raise NotFoundError("audit_entry", position)
-    if tree_size is None:  # asked after the event was seen: a checkpoint signed now covers it
-        signed = checkpoint_now(engine, keys)
-        tree_size, note = signed.size, signed.note
-    else:
-        _within("tree_size", tree_size, position, current)
-    with engine.connect() as conn:  # a node missing from the stored tree: ProofError (503)
-        if note is None:
-            note = checkpoint_for_size(conn, keys, tree_size)
-        leaf, path = leaf_at(conn, position - 1), inclusion_path(conn, position - 1, tree_size)
-    if not hmac.compare_digest(leaf, records[0].leaf_hash()):  # never prove a leaf for another event
-        raise ProofError(f"the event at position {position} is not the leaf the tree holds for it")
-    return InclusionProofOut(position, position - 1, _b64(leaf), tree_size, [_b64(h) for h in path], note)
+        size = current if tree_size is None else tree_size  # none: every event committed before
+        _within("tree_size", size, position, current)
+        leaf, path, root = inclusion_with_root(conn, position - 1, size)
+        if not hmac.compare_digest(leaf, records[0].leaf_hash()):  # never prove another event's leaf
+            raise ProofError(f"the event at position {position} is not the leaf the tree holds for it")
+        note = note_for(conn, keys, size, root)
+    return InclusionProofOut(position, position - 1, _b64(leaf), size, [_b64(h) for h in path], note)
 
 
 def consistency(engine: Engine, keys: CheckpointKeys, first: int, second: int | None) -> ConsistencyProofOut:
     """The proof ``GET /audit-logs/consistency`` answers (see there)."""
-    note: str | None = None
-    if second is None:
-        signed = checkpoint_now(engine, keys)
-        second, note = signed.size, signed.note
     with engine.connect() as conn:
-        _within("to", second, 0, stored_size(conn))
+        current = stored_size(conn)
+        second = current if second is None else second
+        _within("to", second, 0, current)
         _within("from", first, 0, second)
-        if note is None:
-            note = checkpoint_for_size(conn, keys, second)
-        proof = consistency_path(conn, first, second)
+        proof, root = consistency_with_root(conn, first, second)
+        note = note_for(conn, keys, second, root)
     return ConsistencyProofOut(first, second, [_b64(h) for h in proof], note)
 
 

@@ -10,6 +10,7 @@ verifying with the retired keys the configuration lists (``LEDGERLINE_AUDIT_RETI
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -105,13 +106,18 @@ def stored_checkpoint(conn: Connection, size: int) -> SignedCheckpoint | None:
 
 def _genuine(stored: SignedCheckpoint | None, keys: CheckpointKeys, root: bytes) -> bool:
     """A stored row is served only if its note opens with the log's keys and signs this tree."""
-    if stored is None:
-        return False
+    return stored is not None and stored.root_hash == root and _signs(keys, stored.note, stored.size, root)
+
+
+@functools.lru_cache(maxsize=256)
+def _signs(keys: CheckpointKeys, note: str, size: int, root: bytes) -> bool:
+    """Does ``note`` open with ``keys`` as the checkpoint of this tree? (A pure function of its
+    arguments: remembered, so a busy proof route verifies each stored note once.)"""
     try:
-        checkpoint = keys.open(stored.note)
+        checkpoint = keys.open(note)
     except NoteError:
         return False
-    return (checkpoint.size, checkpoint.root_hash) == (stored.size, root) and stored.root_hash == root
+    return (checkpoint.size, checkpoint.root_hash) == (size, root)
 
 
 def checkpoint_now(engine: Engine, keys: CheckpointKeys) -> SignedCheckpoint:
@@ -144,13 +150,12 @@ def checkpoint_now(engine: Engine, keys: CheckpointKeys) -> SignedCheckpoint:
     return checkpoint
 
 
-def checkpoint_for_size(conn: Connection, keys: CheckpointKeys, size: int) -> str:
-    """A signed note for the tree of ``size`` leaves (at most the stored size): the stored
-    checkpoint of that size when genuine, else one signed now over the stored nodes (not kept:
-    any earlier tree of an append-only log keeps its root)."""
-    root = root_at(conn, size)
+def note_for(conn: Connection, keys: CheckpointKeys, size: int, root: bytes) -> str:
+    """A signed note for the tree of ``size`` leaves whose root the caller read from the stored
+    nodes: the stored checkpoint of that size when genuine, else one signed now (not kept: any
+    earlier tree of an append-only log keeps its root)."""
     stored = stored_checkpoint(conn, size)
-    if _genuine(stored, keys, root) and stored is not None:
+    if stored is not None and _genuine(stored, keys, root):
         return stored.note
     return keys.sign(size, root)
 

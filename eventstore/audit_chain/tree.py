@@ -18,7 +18,7 @@ the runtime role's credentials) is not a leaf, and ``verify`` reports it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +31,10 @@ from eventstore.audit_chain.merkle import (
     NodeReader,
     ProofError,
     consistency_proof,
+    consistency_proof_nodes,
     inclusion_proof,
+    inclusion_proof_nodes,
+    subtree_nodes,
     tree_root,
 )
 from eventstore.audit_chain.records import StoredRecord, leaf_hashes, read_records
@@ -192,21 +195,61 @@ def stray_node(engine: Engine) -> NodeId | None:
     return None
 
 
-def node_reader(conn: Connection) -> NodeReader:
-    """Reads the asked nodes in one query; a node the table lacks is a ``ProofError``."""
+_NODES_PG = sa.text(  # one statement text whatever the count: compiled once, prepared by psycopg
+    f"SELECT level, idx, hash FROM {NODES} WHERE (level, idx) IN "
+    "(SELECT * FROM unnest(CAST(:levels AS smallint[]), CAST(:idxs AS bigint[])))"
+)
 
-    def read(ids: Sequence[NodeId]) -> list[bytes]:
-        if not ids:
-            return []
-        wanted = sa.or_(*(sa.and_(tree_nodes.c.level == n.level, tree_nodes.c.idx == n.index) for n in ids))
-        rows = conn.execute(sa.select(tree_nodes).where(wanted))
-        found = {NodeId(row.level, row.idx): bytes(row.hash) for row in rows}
-        missing = [node for node in ids if node not in found]
+
+def read_nodes(conn: Connection, ids: Iterable[NodeId]) -> dict[NodeId, bytes]:
+    """The stored hashes of the asked nodes (those the table has), in one query."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    if conn.dialect.name == "postgresql":
+        params = {"levels": [n.level for n in wanted], "idxs": [n.index for n in wanted]}
+        rows = conn.execute(_NODES_PG, params)
+    else:
+        pairs = sa.or_(*(sa.and_(tree_nodes.c.level == n.level, tree_nodes.c.idx == n.index) for n in wanted))
+        rows = conn.execute(sa.select(tree_nodes).where(pairs))
+    return {NodeId(row.level, row.idx): bytes(row.hash) for row in rows}
+
+
+class NodeBatch:
+    """A ``NodeReader`` over nodes read ahead in one query (``fetch``): a proof, its leaf and its
+    tree's root from one round trip. A node the table lacks is a ``ProofError``."""
+
+    def __init__(self, conn: Connection, ids: Iterable[NodeId]) -> None:
+        self._known = read_nodes(conn, ids)
+
+    def __call__(self, ids: Sequence[NodeId]) -> list[bytes]:
+        missing = [node for node in ids if node not in self._known]
         if missing:
             raise ProofError(f"the stored tree lacks node {missing[0]}")
-        return [found[node] for node in ids]
+        return [self._known[node] for node in ids]
 
-    return read
+
+def node_reader(conn: Connection) -> NodeReader:
+    """Reads the asked nodes in one query; a node the table lacks is a ``ProofError``."""
+    return lambda ids: NodeBatch(conn, ids)(ids)
+
+
+def inclusion_with_root(conn: Connection, index: int, size: int) -> tuple[bytes, list[bytes], bytes]:
+    """Leaf ``index``, its RFC 9162 inclusion path in the tree of ``size`` leaves, and that
+    tree's root: one read of at most about 3 log2(size) nodes."""
+    elements = inclusion_proof_nodes(index, size)
+    nodes = NodeBatch(conn, [NodeId(0, index), *subtree_nodes(0, size), *(n for e in elements for n in e)])
+    (leaf,) = nodes([NodeId(0, index)])
+    return leaf, inclusion_proof(index, size, nodes), tree_root(size, nodes)
+
+
+def consistency_with_root(conn: Connection, first: int, second: int) -> tuple[list[bytes], bytes]:
+    """The RFC 9162 consistency path from tree ``first`` to tree ``second`` and the root of
+    ``second``, from one read."""
+    elements = consistency_proof_nodes(first, second)
+    border = subtree_nodes(0, second) if second else ()
+    nodes = NodeBatch(conn, [*border, *(n for e in elements for n in e)])
+    return consistency_proof(first, second, nodes), tree_root(second, nodes)
 
 
 def root_at(conn: Connection, size: int) -> bytes:
@@ -218,12 +261,18 @@ def leaf_at(conn: Connection, index: int) -> bytes:
     return leaf
 
 
-def inclusion_path(conn: Connection, index: int, size: int) -> list[bytes]:
-    return inclusion_proof(index, size, node_reader(conn))
+_INSERT_PG = sa.text(  # one statement per batch (an executemany is a statement per row)
+    f"INSERT INTO {NODES} (level, idx, hash) "
+    "SELECT * FROM unnest(CAST(:levels AS smallint[]), CAST(:idxs AS bigint[]), CAST(:hashes AS bytea[]))"
+)
 
 
-def consistency_path(conn: Connection, first: int, second: int) -> list[bytes]:
-    return consistency_proof(first, second, node_reader(conn))
+def _insert(conn: Connection, nodes: list[tuple[NodeId, bytes]]) -> None:
+    if conn.dialect.name == "postgresql":
+        levels, idxs, hashes = [n.level for n, _ in nodes], [n.index for n, _ in nodes], [h for _, h in nodes]
+        conn.execute(_INSERT_PG, {"levels": levels, "idxs": idxs, "hashes": hashes})
+    else:
+        conn.execute(sa.insert(tree_nodes), [{"level": n.level, "idx": n.index, "hash": h} for n, h in nodes])
 
 
 def backfill(conn: Connection, batch: int = 2000) -> int:
@@ -234,6 +283,6 @@ def backfill(conn: Connection, batch: int = 2000) -> int:
     border = CompactRange.read(size := stored_size(conn), node_reader(conn))
     while records := read_records(conn, None, size, batch):
         border, nodes = border.extend(leaf_hashes(records, size))
-        conn.execute(sa.insert(tree_nodes), [{"level": n.level, "idx": n.index, "hash": h} for n, h in nodes])
+        _insert(conn, nodes)
         size = border.size
     return size
