@@ -7,22 +7,18 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
 from eventstore.audit_chain.checkpoints import latest_checkpoint
 from eventstore.audit_chain.note import Checkpoint, NoteSigner, VerifierKey, open_checkpoint
 from eventstore.audit_chain.tree import backfill
 from ledgerline.bootstrap import Components
 from tests.integration.helpers import project_all, register
+from tests.integration.merkle_attacks import EVIDENCE, as_owner
 from tests.integration.test_cli import LEDGERLINE, run
-
-TREE = ("audit_tree_nodes", "audit_tree_checkpoints")
 
 
 @pytest.fixture
@@ -64,21 +60,6 @@ def keep(tmp_path: Path, note: str, name: str = "kept.checkpoint") -> Path:
     path = tmp_path / name
     path.write_text(note)
     return path
-
-
-@contextmanager
-def as_owner(components: Components) -> Iterator[Connection]:
-    """The tables' owner with the append-only triggers out of the way (PostgreSQL: replication
-    mode, as the superuser test role; SQLite: the triggers dropped)."""
-    database = components.settings.database
-    with components.engine.begin() as conn:
-        if database.is_sqlite:
-            for table in (database.events_table, *TREE):
-                for operation in ("update", "delete"):
-                    conn.execute(sa.text(f"DROP TRIGGER IF EXISTS {table}_no_{operation}"))
-        else:
-            conn.execute(sa.text("SET LOCAL session_replication_role = replica"))
-        yield conn
 
 
 def position_column(components: Components) -> str:
@@ -127,7 +108,7 @@ def test_verify_since_catches_an_event_rewritten_with_its_tree(ledger: Component
     database, column = ledger.settings.database, position_column(ledger)
     with as_owner(ledger) as conn:  # the event changed, the tree rebuilt over it, old checkpoints gone
         conn.execute(sa.text(f"UPDATE {database.events_table} SET topic = topic || 'x' WHERE {column} = 3"))
-        for table in TREE:
+        for table in EVIDENCE:
             conn.execute(sa.text(f"DELETE FROM {table}"))
         backfill(conn)
 
