@@ -122,9 +122,11 @@ class AuditEvidence:
 
     def _derived(self, conn: Connection, positions: list[int]) -> Iterator[dict[str, Any]]:
         topics = self._projection.topics
-        for position, stored in self._stored(conn, positions):
-            if stored.topic in topics:
-                yield self._projection.entry(Positioned(position, self._mapper.to_domain_event(stored)))
+        events = [(p, stored) for p, stored in self._stored(conn, positions) if stored.topic in topics]
+        # The data keys of the page's subjects in one query, not one per event decoded.
+        self.sealer.preload(stored.state.decode("utf-8", "replace") for _, stored in events)
+        for position, stored in events:
+            yield self._projection.entry(Positioned(position, self._mapper.to_domain_event(stored)))
 
     def _stored(self, conn: Connection, positions: list[int]) -> Iterator[tuple[int, StoredEvent]]:
         if not positions:
