@@ -8,13 +8,16 @@ import json
 import os
 import re
 import sys
+from collections.abc import Iterable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 from uuid import UUID
 
 import click
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
 
 from eventstore.audit_chain.bundle import trusted_keys, verify_bundle
 from eventstore.audit_chain.checkpoints import CheckpointKeys, checkpoint_now
@@ -155,23 +158,81 @@ def audit_verify_export(bundle: IO[bytes], public_keys: tuple[str, ...]) -> None
 @click.option("--to", type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d"]))
 @click.option("--after-position", type=click.IntRange(min=0))
 def audit_export(fmt: str, output: IO[bytes], **filters: Any) -> None:
-    """Stream the audit log (the API list's filters) in position order, in constant memory."""
+    """Stream the audit log (the API list's filters) in position order, in constant memory. When
+    the store no longer holds what an entry needs (an event changed or unreadable, a tree node
+    gone), the export stops there: one line names the position and `ledgerline audit verify`,
+    exit status 1, and what was written is left unsigned (verify-export refuses it)."""
     for name in ("from_", "to"):
         moment = filters[name]
         if moment is not None and moment.tzinfo is None:
             filters[name] = moment.replace(tzinfo=UTC)
     components = build(Settings.from_env(os.environ))
+    evidence = _PagedEvidence(components)
     try:
-        keys = components.checkpoint_keys
-        chunks = export(components.engine, _evidence(components), keys, _filter(filters), fmt)  # type: ignore[arg-type]
+        chunks = export(components.engine, evidence, components.checkpoint_keys, _filter(filters), fmt)  # type: ignore[arg-type]
         for chunk in chunks:
             output.write(chunk)
         output.flush()
-    except (ForgedEntryError, UnprovableError) as refused:  # unsigned: verify-export refuses it
-        click.echo(f"error: {refused}", err=True)
-        sys.exit(1)
+    except (ForgedEntryError, UnprovableError, UnreadableEventError) as refused:
+        _export_stopped(str(refused), evidence.page, fmt)
+    except RuntimeError as failed:  # the export's own wrapping of a proof or record that fails
+        if not isinstance(failed.__cause__, ValueError):
+            raise
+        _export_stopped(str(failed.__cause__), evidence.page, fmt)
     finally:
         components.close()
+
+
+class UnreadableEventError(RuntimeError):
+    """A stored event that no longer decodes (its bytes were changed outside the log)."""
+
+    def __init__(self, position: int, error: Exception) -> None:
+        super().__init__(
+            f"the stored event at position {position} cannot be read ({type(error).__name__}: {error}): "
+            "it was changed outside the log (run `ledgerline audit verify`)"
+        )
+        self.position = position
+
+
+class _PagedEvidence(AuditEvidence):
+    """The export's row check, remembering the page it checks (to say where an export stopped)
+    and naming the event that cannot be read rather than failing on its whole page."""
+
+    def __init__(self, components: Components) -> None:
+        identity = components.identity
+        super().__init__(identity.mapper, components.settings.database, Sealer(identity.data_keys))
+        self.page: tuple[int, int] | None = None
+
+    def forged_in(self, conn: Connection, rows: Iterable[Any]) -> list[int]:
+        rows = list(rows)
+        if rows:
+            self.page = (rows[0]["position"], rows[-1]["position"])
+        try:
+            return super().forged_in(conn, rows)
+        except SQLAlchemyError:
+            raise
+        except Exception:
+            for row in rows:
+                try:
+                    super().forged_in(conn, [row])
+                except SQLAlchemyError:
+                    raise
+                except Exception as error:
+                    raise UnreadableEventError(row["position"], error) from None
+            raise
+
+
+def _export_stopped(problem: str, page: tuple[int, int] | None, fmt: str) -> NoReturn:
+    """One line: where the export stopped, why, what to run; exit 1."""
+    problem = " ".join(problem.split())
+    where = ""
+    if "position" not in problem:
+        where = f" at positions {page[0]}-{page[1]}" if page else " before its first position"
+    if "ledgerline audit verify" not in problem:
+        problem += " (run `ledgerline audit verify`)"
+    kept = "unsigned (verify-export refuses it)" if fmt == "ndjson" else "incomplete"
+    click.echo(f"error: the export stopped{where}: {problem}; what it wrote is {kept}", err=True)
+    sys.exit(1)
 
 
 @audit.command("public-key")

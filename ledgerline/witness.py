@@ -5,37 +5,54 @@ Each round fetches the log's latest checkpoint (``GET /api/v1/audit-logs/checkpo
 with the trusted verifier keys and the origin the first accepted checkpoint fixed, and, when DIR
 holds an earlier accepted checkpoint of size M < N, checks the RFC 9162 consistency proof M -> N
 (``GET /api/v1/audit-logs/consistency``) against both roots. The same size must carry the same
-root; a smaller size is a truncation. Nothing is ever accepted on the log's word alone.
+root; a smaller size is a truncation. Nothing is ever accepted on the log's word alone, and
+nothing in DIR is trusted on its own either: the accepted and pending notes are opened with the
+trusted keys again each round (a note that does not open is exit 2).
 
-DIR layout (every file written to a temporary name, fsynced, then renamed):
+Unlinked checkpoints. A validly signed larger checkpoint whose proof the log does not give (an
+HTTP error, a refused or broken connection on the consistency route) is never accepted and never
+forgotten: it is held in DIR/pending and every later round asks again for the proof linking it
+to the accepted checkpoint (M -> N, or N -> M once a larger one was accepted meanwhile). A round
+whose proof does not come counts against it; after ``--unlinked-rounds`` such rounds (default 3
+with --follow, 1 without: a single run refuses it at once) it is refused as "unlinked" (exit 1),
+and a cron-driven witness can pass ``--unlinked-rounds`` too (the count is kept in DIR). A proof
+that fails, a second signed root for a pending size, or an answer that is not the proof asked
+(other sizes, not a list of base64 32-byte hashes, over 64 KiB, not JSON) is refused at once.
+Rounds in which the checkpoint itself cannot be fetched count for nothing (exit 3).
+
+HTTP (``ledgerline.witness_log``): bodies are streamed and capped, a note at 1 MiB (a larger one
+is refused, its first 1 MiB kept and marked as cut), a consistency answer at 64 KiB; compressed
+bodies are not inflated; redirects are never followed (httpx follows none by default, and when
+told to it would carry the X-API-Key header to another host).
+
+DIR layout (``ledgerline.witness_dir``; every file written to a temporary name, fsynced, renamed):
 
     DIR/origin                  the log's origin, fixed by the first accepted checkpoint
     DIR/latest                  the last accepted signed note (never replaced by a rejected one)
     DIR/checkpoints/<size>      every accepted note, by tree size
+    DIR/pending/<size>.note, .reason   a signed note not yet linked, why, and its rounds so far
     DIR/published               the size last handed to every configured sink
-    DIR/rejected/<time>-<size>.note, .reason   a refused note as served, and why (the proof too)
+    DIR/rejected/<size>-<sha256 prefix>.note, .reason   a refused note as served (at most 1 MiB),
+                                kept once; each sighting appends why (the proof too) and when
 
 Sinks (``ledgerline.checkpoint_sinks``): ``--publish-file`` appends one JSON line per accepted
 checkpoint; ``--nats-url`` publishes the note to NATS JetStream. A sink that fails is retried on
 the next round (``DIR/published`` lags behind ``DIR/latest`` until it succeeds).
 
 Exit status: 0 accepted (one line ``accepted <origin> <size> <root>``), 1 rejected (one line
-saying why), 2 bad usage or an unreadable DIR, 3 the log or a sink could not be reached.
+``rejected: <kind>: ...``), 2 bad usage or an unreadable or changed DIR, 3 the log or a sink
+could not be reached, 4 a checkpoint is held unlinked (one line ``unlinked: the log signed size N
+but gives no consistency proof from M (why); kept as DIR/pending/N.note (round k of R)``).
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import contextlib
-import fcntl
-import os
 import signal
-import tempfile
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -49,12 +66,16 @@ from eventstore.audit_chain.note import (
     UnverifiedNoteError,
     VerifierKey,
     open_checkpoint,
-    parse_note,
 )
-from ledgerline.checkpoint_sinks import FileSink, NatsSink, Sink, Unreachable, redacted
+from ledgerline.checkpoint_sinks import FileSink, NatsSink, Sink, Unreachable
+from ledgerline.witness_dir import Pending, StateError, WitnessDir
+from ledgerline.witness_log import MAX_CHECKPOINT_BYTES, BadAnswer, LogClient
 
-ACCEPTED, REJECTED, UNUSABLE, UNREACHABLE = 0, 1, 2, 3
+__all__ = ["LogClient", "Rejected", "StateError", "WitnessDir", "judge", "open_trusted", "witness"]
+
+ACCEPTED, REJECTED, UNUSABLE, UNREACHABLE, UNLINKED = 0, 1, 2, 3, 4
 MAX_BACKOFF_SECONDS = 300.0
+ROUNDS_FOLLOWING, ROUNDS_ONCE = 3, 1
 
 # ---- the pure part: what may be accepted after what ------------------------------------------
 
@@ -62,13 +83,18 @@ MAX_BACKOFF_SECONDS = 300.0
 class Rejected(Exception):
     """A checkpoint that must not be accepted: ``kind`` names the attack it shows."""
 
-    def __init__(self, kind: str, detail: str, proof: Sequence[bytes] = ()) -> None:
+    def __init__(
+        self, kind: str, detail: str, proof: Sequence[bytes] = (), extra: Sequence[str] = ()
+    ) -> None:
         super().__init__(f"{kind}: {detail}")
-        self.kind, self.detail, self.proof = kind, detail, tuple(proof)
+        self.kind, self.detail, self.proof, self.extra = kind, detail, tuple(proof), tuple(extra)
         self.evidence: Path | None = None  # where the refused note is kept
 
+    def reason(self) -> list[str]:
+        return [str(self), *self.extra, *map(_b64, self.proof)]
 
-def open_trusted(note: str, trusted: Sequence[VerifierKey], origin: str | None) -> Checkpoint:
+
+def open_trusted(note: str | bytes, trusted: Sequence[VerifierKey], origin: str | None) -> Checkpoint:
     """The checkpoint in ``note`` if a trusted key signed it and it is of ``origin`` (when known)."""
     try:
         checkpoint = open_checkpoint(note, trusted)
@@ -84,15 +110,21 @@ def open_trusted(note: str, trusted: Sequence[VerifierKey], origin: str | None) 
 
 
 def judge(
-    previous: Checkpoint | None, current: Checkpoint, proof_between: Callable[[int, int], list[bytes]]
+    previous: Checkpoint | None,
+    current: Checkpoint,
+    proof_between: Callable[[int, int], list[bytes]],
+    *,
+    served: bool = True,
 ) -> bool:
     """Does ``current`` extend the last accepted ``previous``? True when it is larger (a new
     checkpoint), False when it is the same tree; raises ``Rejected`` otherwise. ``proof_between``
-    fetches the consistency proof M -> N (asked only when 0 < M < N)."""
+    fetches the consistency proof M -> N (asked only when 0 < M < N). A smaller ``current`` is a
+    truncation when ``served`` (the log's latest); a note held pending from an earlier round,
+    smaller than what was accepted since, must instead be proven a prefix of it (N -> M)."""
     if previous is None:
         return True
     m, n = previous.size, current.size
-    if n < m:
+    if n < m and served:
         raise Rejected("truncated", f"a tree of {n} leaves, smaller than the {m} already accepted")
     if n == m:
         if current.root_hash != previous.root_hash:
@@ -101,180 +133,137 @@ def judge(
                 f"tree {n} has root {_b64(current.root_hash)}, {_b64(previous.root_hash)} was accepted",
             )
         return False
-    proof = proof_between(m, n) if m else []
-    if not verify_consistency(m, n, previous.root_hash, current.root_hash, proof):
-        raise Rejected("rewritten or forked", f"consistency proof {m} -> {n} fails", proof)
-    return True
+    (low, old), (high, new) = sorted(((m, previous.root_hash), (n, current.root_hash)))
+    proof = proof_between(low, high) if low else []
+    if not verify_consistency(low, high, old, new, proof):
+        raise Rejected("rewritten or forked", f"consistency proof {low} -> {high} fails", proof)
+    return n > m
 
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-# ---- the log, over HTTP --------------------------------------------------------------------------
-
-
-class LogClient:
-    """The two routes a witness reads; ``client`` is injectable (tests use the in-process app)."""
-
-    def __init__(self, base_url: str, api_key: str, client: httpx.Client | None = None) -> None:
-        self.base = base_url.rstrip("/") + "/api/v1/audit-logs"
-        self._headers = {"X-API-Key": api_key}
-        self._client = client or httpx.Client(timeout=10.0, follow_redirects=False)
-        self._owned = client is None
-
-    def _get(self, path: str, params: dict[str, int] | None = None) -> httpx.Response:
-        url = self.base + path
-        try:
-            response = self._client.get(url, params=params, headers=self._headers)
-        except httpx.HTTPError as error:
-            raise Unreachable(f"cannot fetch {redacted(url)}: {type(error).__name__} {error}") from None
-        if response.status_code != 200:
-            raise Unreachable(f"cannot fetch {redacted(url)}: HTTP {response.status_code}")
-        return response
-
-    def checkpoint(self) -> str:
-        return self._get("/checkpoint").text
-
-    def consistency(self, first: int, second: int) -> list[bytes]:
-        response = self._get("/consistency", {"from": first, "to": second})
-        try:
-            data = response.json()["data"]
-            if (data["from"], data["to"]) != (first, second) or not isinstance(data["proof"], list):
-                raise ValueError("another proof than asked")
-            return [base64.b64decode(item, validate=True) for item in data["proof"]]
-        except (ValueError, KeyError, TypeError, binascii.Error):
-            raise Unreachable(f"unexpected consistency answer from {redacted(self.base)}") from None
-
-    def close(self) -> None:
-        if self._owned:
-            self._client.close()
-
-
-# ---- DIR: what this witness has accepted ---------------------------------------------------------
-
-
-class StateError(Exception):
-    """DIR holds something this witness did not write."""
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-
-
-class WitnessDir:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        """One witness round at a time on this directory."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        with (self.path / ".lock").open("a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            yield
-
-    def _read(self, name: str) -> str | None:
-        try:
-            return (self.path / name).read_text("utf-8")
-        except FileNotFoundError:
-            return None
-        except (OSError, UnicodeError) as error:
-            raise StateError(f"cannot read {self.path / name}: {type(error).__name__}") from None
-
-    def latest(self) -> tuple[str | None, Checkpoint | None]:
-        """The fixed origin and the last accepted checkpoint (either may be None on a new DIR)."""
-        origin, note = self._read("origin"), self._read("latest")
-        checkpoint = None
-        if note is not None:
-            try:
-                checkpoint = Checkpoint.parse(parse_note(note).text)
-            except NoteError:
-                raise StateError(f"{self.path / 'latest'} is not a checkpoint") from None
-        origin = origin.strip() if origin is not None else None
-        if checkpoint is not None and origin not in (None, checkpoint.origin):
-            raise StateError(f"{self.path} holds checkpoints of {checkpoint.origin!r}, not {origin!r}")
-        return origin or (checkpoint.origin if checkpoint else None), checkpoint
-
-    def accept(self, note: str, checkpoint: Checkpoint) -> None:
-        write_atomically(self.path / "checkpoints" / str(checkpoint.size), note.encode())
-        if self._read("origin") is None:
-            write_atomically(self.path / "origin", f"{checkpoint.origin}\n".encode())
-        write_atomically(self.path / "latest", note.encode())  # last: the commit point
-
-    def reject(self, note: str, rejection: Rejected) -> Path:
-        try:
-            size = str(Checkpoint.parse(parse_note(note).text).size)
-        except NoteError:
-            size = "unparsed"
-        stem = f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{size}"
-        reason = "".join(f"{line}\n" for line in (str(rejection), *map(_b64, rejection.proof)))
-        write_atomically(self.path / "rejected" / f"{stem}.reason", reason.encode())
-        write_atomically(self.path / "rejected" / f"{stem}.note", note.encode())
-        return self.path / "rejected" / f"{stem}.note"
-
-    def published(self) -> int | None:
-        text = self._read("published")
-        return int(text) if text and text.strip().isdigit() else None
-
-    def mark_published(self, size: int) -> None:
-        write_atomically(self.path / "published", f"{size}\n".encode())
-
-
-# ---- one round, and the command ------------------------------------------------------------------
+# ---- one round -----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Outcome:
-    checkpoint: Checkpoint
-    new: bool  # larger than the last accepted (False: the same tree again)
+    checkpoint: Checkpoint  # the last accepted after the round
+    new: bool  # the round accepted a larger one
+    served_linked: bool  # the log's latest is the accepted one (False: it is held pending)
+    unlinked: tuple[str, ...] = ()  # one line per checkpoint held pending
 
     def line(self) -> str:
         cp = self.checkpoint
         return f"accepted {cp.origin} {cp.size} {_b64(cp.root_hash)}"
 
 
-def witness_round(
-    log: LogClient, directory: WitnessDir, trusted: Sequence[VerifierKey], sinks: Sequence[Sink] = ()
-) -> Outcome:
-    """Fetch, check and keep the log's latest checkpoint, then hand it to the sinks (``Rejected``,
-    ``Unreachable`` or ``StateError`` otherwise)."""
-    note = log.checkpoint()
-    with directory.locked():
-        origin, previous = directory.latest()
+class _Round:
+    """Links signed notes to the last accepted checkpoint, keeping what it accepts, holds and refuses."""
+
+    def __init__(self, log: LogClient, directory: WitnessDir, latest: Checkpoint | None, bound: int) -> None:
+        self.log, self.directory, self.latest, self.bound = log, directory, latest, bound
+        self.new = False
+        self.unlinked: list[str] = []
+
+    def refuse(self, note: bytes, rejection: Rejected) -> Rejected:
+        with contextlib.suppress(OSError):  # the refusal stands even if DIR cannot keep it
+            rejection.evidence = self.directory.reject(note, rejection.reason())
+        return rejection
+
+    def proof(self, first: int, second: int) -> list[bytes]:
         try:
-            checkpoint = open_trusted(note, trusted, origin)
-            new = judge(previous, checkpoint, log.consistency)
+            return self.log.consistency(first, second)
+        except BadAnswer as error:
+            answer = f"answer {_b64(error.answer)}"
+            raise Rejected("bad consistency answer", str(error), extra=[answer]) from None
+
+    def link(self, note: bytes, checkpoint: Checkpoint, *, served: bool, rounds: int = 0) -> bool:
+        """Accept, keep as the same tree, hold pending or refuse ``checkpoint``; True when linked."""
+        try:
+            new = judge(self.latest, checkpoint, self.proof, served=served)
+        except Unreachable as why:
+            self.hold(note, checkpoint, str(why), rounds + 1)
+            return False
         except Rejected as rejection:
-            with contextlib.suppress(OSError):  # the refusal stands even if DIR cannot keep it
-                rejection.evidence = directory.reject(note, rejection)
+            self.refuse(note, rejection)
+            self.directory.release(checkpoint.size)  # kept in rejected/ now
             raise
         if new:
-            directory.accept(note, checkpoint)
-        else:
-            assert previous is not None
-            checkpoint, note = previous, (directory.path / "latest").read_text("utf-8")
-        if sinks and directory.published() != checkpoint.size:
+            self.directory.accept(note, checkpoint)
+            self.latest, self.new = checkpoint, True
+        self.directory.release(checkpoint.size)
+        return True
+
+    def hold(self, note: bytes, checkpoint: Checkpoint, why: str, rounds: int) -> None:
+        assert self.latest is not None, "a first checkpoint needs no proof"
+        m, n = self.latest.size, checkpoint.size
+        gap = f"from {m}" if n > m else f"from it to {m}"
+        unlinked = f"the log signed size {n} but gives no consistency proof {gap}"
+        if rounds >= self.bound:
+            counted = f"{rounds} round{'s' if rounds > 1 else ''}"
+            rejection = self.refuse(note, Rejected("unlinked", f"{unlinked} ({why}; {counted})"))
+            self.directory.release(n)
+            raise rejection
+        kept = self.directory.hold(note, n, f"unlinked: {unlinked} ({why})", rounds)
+        self.unlinked.append(f"unlinked: {unlinked} ({why}); kept as {kept} (round {rounds} of {self.bound})")
+
+    def split(self, pending: Pending, note: bytes, checkpoint: Checkpoint) -> Rejected:
+        """Two signed roots for one size: the one held pending and the one served now."""
+        n, earlier, now = checkpoint.size, pending.checkpoint.root_hash, checkpoint.root_hash
+        detail = f"the log signed tree {n} with root {_b64(now)} and, in an earlier round, {_b64(earlier)}"
+        rejection = Rejected("same size different root", detail)
+        self.refuse(pending.note, rejection)
+        self.refuse(note, rejection)
+        self.directory.release(n)
+        return rejection
+
+
+def witness_round(
+    log: LogClient,
+    directory: WitnessDir,
+    trusted: Sequence[VerifierKey],
+    sinks: Sequence[Sink] = (),
+    unlinked_rounds: int = ROUNDS_ONCE,
+) -> Outcome:
+    """Fetch, check and keep the log's latest checkpoint (and link the ones held pending), then
+    hand the last accepted to the sinks (``Rejected``, ``Unreachable`` or ``StateError`` otherwise)."""
+    body = log.checkpoint()
+    with directory.locked():
+        origin, latest = directory.latest(trusted)
+        held = directory.pending(trusted, origin)
+        if held and latest is None:
+            raise StateError(f"{directory.path / 'pending'} holds notes but nothing was accepted")
+        round_ = _Round(log, directory, latest, unlinked_rounds)
+        if body.cut:
+            cap = MAX_CHECKPOINT_BYTES
+            detail = f"over {cap} bytes served (a note is at most 1 MiB): the first {cap} kept, cut there"
+            raise round_.refuse(body.data, Rejected("oversized checkpoint", detail))
+        try:
+            checkpoint = open_trusted(body.data, trusted, origin)
+        except Rejected as rejection:
+            raise round_.refuse(body.data, rejection) from None
+        served_rounds = 0
+        for pending in held:  # smallest first: each linked one may become the accepted one
+            if pending.checkpoint.size != checkpoint.size:
+                round_.link(pending.note, pending.checkpoint, served=False, rounds=pending.rounds)
+            elif pending.checkpoint.root_hash != checkpoint.root_hash:
+                raise round_.split(pending, body.data, checkpoint)
+            else:
+                served_rounds = pending.rounds
+        linked = round_.link(body.data, checkpoint, served=True, rounds=served_rounds)
+        accepted = round_.latest
+        assert accepted is not None, "a first checkpoint is always linked"
+        if sinks and directory.published() != accepted.size:
+            note = directory.latest_note().decode("utf-8")  # it opened: UTF-8
             for sink in sinks:
-                sink.publish(checkpoint, note)
-            directory.mark_published(checkpoint.size)
-    return Outcome(checkpoint, new)
+                sink.publish(accepted, note)
+            directory.mark_published(accepted.size)
+    return Outcome(accepted, round_.new, linked, tuple(round_.unlinked))
+
+
+# ---- the command ---------------------------------------------------------------------------------
 
 
 def _verifier_keys(values: Sequence[str]) -> list[VerifierKey]:
@@ -289,8 +278,12 @@ def _verifier_keys(values: Sequence[str]) -> list[VerifierKey]:
 
 
 VKEY_HELP = "A trusted note verifier key, name+id+key (repeatable; `ledgerline audit public-key`)."
-DIR_HELP = "Where accepted (and rejected) checkpoints are kept."
+DIR_HELP = "Where accepted, pending (unlinked) and rejected checkpoints are kept."
 API_KEY_HELP = "A key holding audit_logs:read (the environment variable keeps it off the command line)."
+ROUNDS_HELP = (
+    "Rounds a larger signed checkpoint may go without a consistency proof from the accepted one "
+    f"before it is refused (exit 1) [default: {ROUNDS_FOLLOWING} with --follow, {ROUNDS_ONCE} without]."
+)
 
 
 @click.command("witness")
@@ -310,6 +303,7 @@ API_KEY_HELP = "A key holding audit_logs:read (the environment variable keeps it
     "--publish-file", type=click.Path(dir_okay=False, path_type=Path), help="Append JSON lines here."
 )
 @click.option("--nats-url", help="Publish each accepted checkpoint to NATS JetStream.")
+@click.option("--unlinked-rounds", type=click.IntRange(min=1), help=ROUNDS_HELP)
 @click.pass_context
 def witness(
     ctx: click.Context,
@@ -321,74 +315,72 @@ def witness(
     interval: float,
     publish_file: Path | None,
     nats_url: str | None,
+    unlinked_rounds: int | None,
 ) -> None:
     """Check the log's latest checkpoint against the last one kept in DIR (consistency proof),
-    keep it and publish it; exit 1 when the log was rewritten, truncated or forked."""
+    keep it and publish it; exit 1 when the log was rewritten, truncated or forked, or keeps a
+    signed checkpoint unlinked to the accepted one (exit 4 while it is held pending)."""
     trusted = _verifier_keys(vkeys)
     sinks: list[Sink] = [FileSink(publish_file)] if publish_file else []
     sinks += [NatsSink(nats_url)] if nats_url else []
+    bound = unlinked_rounds or (ROUNDS_FOLLOWING if follow else ROUNDS_ONCE)
     # An embedding program (or a test) may hand in its own HTTP client: ctx.obj["http_client"].
-    log = LogClient(url, api_key, (ctx.obj or {}).get("http_client"))
+    client: httpx.Client | None = (ctx.obj or {}).get("http_client")
+    log = LogClient(url, api_key, client)
+    run = _Runner(log, WitnessDir(directory), trusted, sinks, bound)
     try:
-        ctx.exit(
-            _follow(log, WitnessDir(directory), trusted, sinks, interval)
-            if follow
-            else _once(log, WitnessDir(directory), trusted, sinks, always_print=True)
-        )
+        ctx.exit(run.follow(interval) if follow else run.once(always_print=True))
     finally:
         log.close()
 
 
-def _once(
-    log: LogClient,
-    directory: WitnessDir,
-    trusted: Sequence[VerifierKey],
-    sinks: Sequence[Sink],
-    *,
-    always_print: bool,
-) -> int:
-    try:
-        outcome = witness_round(log, directory, trusted, sinks)
-    except Rejected as rejection:
-        kept = f" (kept as {rejection.evidence})" if rejection.evidence else " (could not be kept)"
-        click.echo(f"rejected: {rejection}{kept}", err=True)
-        return REJECTED
-    except Unreachable as error:
-        click.echo(f"error: {error}", err=True)
-        return UNREACHABLE
-    except (StateError, OSError) as error:
-        click.echo(f"error: {directory.path}: {error}", err=True)
-        return UNUSABLE
-    if outcome.new or always_print:
-        click.echo(outcome.line())
-    return ACCEPTED
+@dataclass(frozen=True)
+class _Runner:
+    log: LogClient
+    directory: WitnessDir
+    trusted: Sequence[VerifierKey]
+    sinks: Sequence[Sink]
+    bound: int
 
+    def once(self, *, always_print: bool) -> int:
+        try:
+            outcome = witness_round(self.log, self.directory, self.trusted, self.sinks, self.bound)
+        except Rejected as rejection:
+            kept = f" (kept as {rejection.evidence})" if rejection.evidence else " (could not be kept)"
+            click.echo(f"rejected: {rejection}{kept}", err=True)
+            return REJECTED
+        except Unreachable as error:
+            click.echo(f"error: {error}", err=True)
+            return UNREACHABLE
+        except (StateError, OSError) as error:
+            click.echo(f"error: {self.directory.path}: {error}", err=True)
+            return UNUSABLE
+        if outcome.new or (always_print and outcome.served_linked):
+            click.echo(outcome.line())
+        for line in outcome.unlinked:
+            click.echo(line, err=True)
+        return UNLINKED if outcome.unlinked else ACCEPTED
 
-def _follow(
-    log: LogClient,
-    directory: WitnessDir,
-    trusted: Sequence[VerifierKey],
-    sinks: Sequence[Sink],
-    interval: float,
-) -> int:
-    stop = threading.Event()
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            previous[signum] = signal.signal(signum, lambda *_: stop.set())
-    try:
-        failures, first = 0, True
-        while not stop.is_set():
-            code = _once(log, directory, trusted, sinks, always_print=first)
-            if code in (REJECTED, UNUSABLE):
-                return code
-            failures = min(failures + 1, 16) if code == UNREACHABLE else 0
-            first = first and code != ACCEPTED
-            delay = min(interval * 2**failures, max(interval, MAX_BACKOFF_SECONDS)) if failures else interval
-            if failures:
-                click.echo(f"retrying in {delay:.1f}s (failure {failures} in a row)", err=True)
-            stop.wait(delay)
-        return ACCEPTED
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+    def follow(self, interval: float) -> int:
+        stop = threading.Event()
+        previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                previous[signum] = signal.signal(signum, lambda *_: stop.set())
+        try:
+            failures, first = 0, True
+            while not stop.is_set():
+                code = self.once(always_print=first)
+                if code in (REJECTED, UNUSABLE):
+                    return code
+                failures = min(failures + 1, 16) if code == UNREACHABLE else 0
+                first = first and code != ACCEPTED
+                top = max(interval, MAX_BACKOFF_SECONDS)
+                delay = min(interval * 2**failures, top) if failures else interval
+                if failures:
+                    click.echo(f"retrying in {delay:.1f}s (failure {failures} in a row)", err=True)
+                stop.wait(delay)
+            return ACCEPTED
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -23,6 +24,7 @@ from uuid import UUID
 import psycopg
 import pytest
 import sqlalchemy as sa
+from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from psycopg import sql
 
@@ -30,6 +32,7 @@ from domain.errors import AuthenticationError
 from eventstore.audit_chain.note import NoteSigner
 from eventstore.database import Database
 from eventstore.personal_data import Sealer
+from ledgerline.audit_cli import audit
 from ledgerline.bootstrap import Components
 from projections.audit_log import export as export_module
 from projections.audit_log.evidence import AuditEvidence
@@ -37,7 +40,8 @@ from projections.audit_log.export import export
 from projections.audit_log.queries import AuditFilter
 from tests.conftest import PG_ADMIN_DSN
 from tests.integration.helpers import STRONG_PASSWORD, project_all, register, renames_by_an_admin
-from tests.integration.test_cli import LEDGERLINE, run
+from tests.integration.merkle_attacks import as_owner, events_sql
+from tests.integration.test_cli import LEDGERLINE, TEST_SECRET, run
 
 # ---- an independent verifier (RFC 9162 2.1.1 / 2.1.3, C2SP signed-note) -----------------------
 
@@ -524,3 +528,39 @@ def test_an_event_changed_in_the_store_ends_the_export_unsigned(ledger: Componen
     assert done.returncode == 1, done.stderr
     assert f"position {position} is not the leaf" in done.stderr, done.stderr
     assert '"type":"signature"' not in done.stdout
+
+
+@pytest.mark.parametrize("move", ["an event that no longer decodes", "a tree node gone"])
+def test_an_export_that_fails_midway_says_where_in_one_line_and_signs_nothing(
+    ledger: Components, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, move: str
+) -> None:
+    """The owner breaks what a later page needs: the command prints one line naming the
+    position(s) and what to run, exits 1, and what it wrote before is an unsigned bundle."""
+    database = ledger.settings.database
+    with ledger.engine.connect() as conn:
+        first, last = conn.execute(sa.text("SELECT min(position), max(position) FROM audit_log")).one()
+    with as_owner(ledger) as conn:
+        if move == "an event that no longer decodes":
+            change = events_sql(database, "UPDATE {events} SET state = :state WHERE {pos} = :p")
+            assert conn.execute(change, {"state": b"{not json", "p": last}).rowcount == 1
+        else:  # a sibling the last entry's inclusion proof needs
+            gone = sa.text("DELETE FROM audit_tree_nodes WHERE level = 0 AND idx = :i")
+            assert conn.execute(gone, {"i": (last - 1) ^ 1}).rowcount == 1
+    monkeypatch.setattr(export_module, "BATCH", 2)  # pages of two entries, each line written at once
+    monkeypatch.setattr(export_module, "_chunks", functools.partial(export_module._chunks, size=1))
+    bundle = tmp_path / "partial.ndjson"
+    env = {"LEDGERLINE_DATABASE_URL": database.url, "LEDGERLINE_DATA_DIR": str(tmp_path),
+           "LEDGERLINE_SECRET_KEY": TEST_SECRET}  # fmt: skip
+    result = CliRunner().invoke(audit, ["export", "--output", str(bundle)], env=env)
+    assert isinstance(result.exception, SystemExit) and result.exit_code == 1, result.exception
+    assert result.stdout == "" and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("error: ") and "`ledgerline audit verify`" in result.stderr
+    assert "position" in result.stderr and "unsigned" in result.stderr
+    if move == "an event that no longer decodes":
+        assert f"position {last}" in result.stderr
+    lines = lines_of(bundle)
+    assert json.loads(lines[0])["type"] == "header" and len(lines) > 2  # it did stop midway
+    assert all(json.loads(line)["type"] == "entry" for line in lines[1:])
+    assert entry_lines(lines)[0]["position"] == first
+    code, report = verify_export(ledger, tmp_path, bundle, vkey(ledger))
+    assert code == 1 and report["ok"] is False and "signature line is missing" in report["reason"]

@@ -1,7 +1,9 @@
 """``ledgerline audit witness`` against the real API (the Litestar app in this process, and a real
 ``serve`` process), on SQLite and PostgreSQL: a grown log is accepted on a verified consistency
 proof; a log its owner rewrote, truncated or re-signed with another key is refused with the
-refused note kept and DIR/latest untouched; the sinks get each accepted checkpoint once.
+refused note kept and DIR/latest untouched; a fork whose consistency proof is withheld is held
+pending, then refused; a proof for other sizes is refused at once; a DIR changed behind the
+witness's back stops it (exit 2); the sinks get each accepted checkpoint once.
 
 NATS JetStream is on 127.0.0.1:4222 (``.ci/run`` starts it); under CI=true a missing server fails
 the NATS tests, elsewhere they skip with the reason shown. Each test's log has its own origin,
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
@@ -124,10 +127,15 @@ def log(database_url: str, tmp_path: Path, fast_passwords: Passwords) -> Iterato
         components.close()
 
 
-def run(log: Log, directory: Path, *extra: str, vkey: str | None = None) -> tuple[int, str, str]:
+def run(
+    log: Log, directory: Path, *extra: str, vkey: str | None = None, client: httpx.Client | None = None
+) -> tuple[int, str, str]:
     args = ["--url", BASE_URL, "--public-key", vkey or log.vkey, "--dir", str(directory), *extra]
     result = CliRunner().invoke(
-        witness, args, obj={"http_client": log.client}, env={"LEDGERLINE_WITNESS_API_KEY": log.key}
+        witness,
+        args,
+        obj={"http_client": client or log.client},
+        env={"LEDGERLINE_WITNESS_API_KEY": log.key},
     )
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     assert log.key not in result.stdout + result.stderr
@@ -233,9 +241,9 @@ def test_first_run_accepts_then_a_grown_log_is_accepted_on_its_consistency_proof
 # ---- refused -------------------------------------------------------------------------------------
 
 
-def _refused(log: Log, directory: Path, kind: str, *extra: str) -> None:
+def _refused(log: Log, directory: Path, kind: str, *extra: str, client: httpx.Client | None = None) -> None:
     latest = (directory / "latest").read_text()
-    code, out, err = run(log, directory, *extra)
+    code, out, err = run(log, directory, *extra, client=client)
     assert (code, out) == (1, "") and err.startswith(f"rejected: {kind}: ") and err.count("\n") == 1, err
     assert (directory / "latest").read_text() == latest
     (kept,) = (directory / "rejected").glob("*.note")
@@ -268,24 +276,16 @@ def test_a_truncated_log_is_refused(log: Log, tmp_path: Path) -> None:
 
 
 def test_a_checkpoint_signed_with_another_key_is_refused(log: Log, tmp_path: Path) -> None:
+    """The log's tree and name, another key (the API no longer serves such a stored row: the
+    owner serves it from in front of the API)."""
     directory = tmp_path / "witness"
     assert run(log, directory)[0] == 0
     log.grow(1)
     served = log.client.get("/api/v1/audit-logs/checkpoint", headers={"X-API-Key": log.key})
     genuine = log.components.checkpoint_keys.open(served.text)
-    size, root = genuine.size, genuine.root_hash
     other = NoteSigner(log.origin, b"\x42" * 32)  # the origin's name, not its key
-    with as_owner(log) as conn:
-        conn.execute(sa.text("DELETE FROM audit_tree_checkpoints"))
-        conn.execute(
-            sa.text("INSERT INTO audit_tree_checkpoints VALUES (:size, :root, CURRENT_TIMESTAMP, :note)"),
-            {
-                "size": size,
-                "root": root,
-                "note": sign_checkpoint(Checkpoint(log.origin, size, root), [other]),
-            },
-        )
-    _refused(log, directory, "unknown key")
+    note = sign_checkpoint(Checkpoint(log.origin, genuine.size, genuine.root_hash), [other])
+    _refused(log, directory, "unknown key", client=proxied(log, checkpoint=note))
 
 
 def test_a_witness_trusting_another_key_accepts_nothing(log: Log, tmp_path: Path) -> None:
@@ -293,6 +293,83 @@ def test_a_witness_trusting_another_key_accepts_nothing(log: Log, tmp_path: Path
     code, out, err = run(log, tmp_path / "witness", vkey=other)
     assert (code, out) == (1, "") and err.startswith("rejected: unknown key: ")
     assert not (tmp_path / "witness" / "latest").exists()
+
+
+def proxied(log: Log, proofs: str = "given", checkpoint: str | None = None) -> httpx.Client:
+    """The log as its owner can serve it from in front of the API: a checkpoint of their own, or
+    the consistency route failing (``proofs``: "500", "refused") or answering for other sizes."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/checkpoint") and checkpoint is not None:
+            return httpx.Response(200, text=checkpoint)
+        if request.url.path.endswith("/consistency"):
+            if proofs == "refused":
+                raise httpx.ConnectError("connection refused", request=request)
+            if proofs == "500":
+                return httpx.Response(500, json={"status": 500, "detail": "Internal Server Error"})
+        params = dict(request.url.params)
+        if proofs == "other sizes" and "from" in params:
+            params["from"] = str(int(params["from"]) - 1)
+        served = log.client.get(request.url.path, params=params, headers={"X-API-Key": log.key})
+        return httpx.Response(served.status_code, content=served.content, headers={"Content-Type": "x"})
+
+    return httpx.Client(transport=httpx.MockTransport(handle))
+
+
+@pytest.mark.parametrize("how", ["500", "refused"])
+def test_a_fork_whose_consistency_proof_is_withheld_is_held_then_refused(
+    log: Log, tmp_path: Path, how: str
+) -> None:
+    directory = tmp_path / "witness"
+    assert run(log, directory)[0] == 0
+    first, latest = accepted_size(directory), (directory / "latest").read_text()
+    log.grow(2)
+    rewrite_event(log, position=2)  # a fork the log signs with its real key
+    forked = log.size()
+    gap = f"the log signed size {forked} but gives no consistency proof from {first} "
+    code, out, err = run(log, directory, "--unlinked-rounds", "2", client=proxied(log, how))
+    pending = directory / "pending" / f"{forked}.note"
+    assert (code, out) == (4, "") and err.startswith(f"unlinked: {gap}") and err.count("\n") == 1, err
+    assert err.endswith(f"kept as {pending} (round 1 of 2)\n")
+    held = pending.read_text()
+    assert log.components.checkpoint_keys.open(held).size == forked
+    code, out, err = run(log, directory, "--unlinked-rounds", "2", client=proxied(log, how))
+    assert (code, out) == (1, "") and err.startswith(f"rejected: unlinked: {gap}"), err
+    (kept,) = (directory / "rejected").glob(f"{forked}-*.note")
+    assert kept.read_text() == held and f"kept as {kept}" in err
+    assert not pending.exists() and (directory / "latest").read_text() == latest
+    code, _, err = run(log, directory, client=proxied(log, how))  # one run: refused at once
+    assert code == 1 and err.startswith(f"rejected: unlinked: {gap}")
+    code, _, err = run(log, directory)  # the proof, once given, fails: the fork it always was
+    assert code == 1 and err.startswith(f"rejected: rewritten or forked: consistency proof {first} -> ")
+
+
+def test_a_consistency_answer_for_other_sizes_is_refused_at_once(log: Log, tmp_path: Path) -> None:
+    directory = tmp_path / "witness"
+    assert run(log, directory)[0] == 0
+    log.grow(1)
+    code, out, err = run(log, directory, "--follow", "--interval", "0.05", client=proxied(log, "other sizes"))
+    assert (
+        (code, out) == (1, "")
+        and err.startswith("rejected: bad consistency answer: ")
+        and err.count("\n") == 1
+    )
+    assert not (directory / "pending").exists() and len(list((directory / "rejected").glob("*.note"))) == 1
+
+
+def test_a_witness_dir_changed_behind_its_back_is_exit_2(log: Log, tmp_path: Path) -> None:
+    """Whoever can write DIR rolls the witness back to a checkpoint of their own: it no longer
+    opens with the trusted key, so the witness stops (exit 2) instead of trusting it."""
+    directory = tmp_path / "witness"
+    assert run(log, directory)[0] == 0
+    kept = log.components.checkpoint_keys.open((directory / "latest").read_text())
+    other = NoteSigner(log.origin, b"\x44" * 32)
+    (directory / "latest").write_text(sign_checkpoint(Checkpoint(log.origin, 1, kept.root_hash), [other]))
+    log.grow(1)
+    code, out, err = run(log, directory)
+    assert (code, out) == (2, "") and err.count("\n") == 1
+    assert err.startswith(f"error: {directory}: {directory / 'latest'} does not open with the trusted keys")
+    assert not (directory / "checkpoints" / str(log.size())).exists()
 
 
 # ---- publishing ----------------------------------------------------------------------------------

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -13,6 +15,7 @@ from click.testing import CliRunner
 
 from eventstore.audit_chain.merkle import InMemoryNodes, consistency_proof, leaf_hash
 from eventstore.audit_chain.note import Checkpoint, NoteSigner, sign_checkpoint
+from ledgerline import witness_log
 from ledgerline.checkpoint_sinks import redacted, subject_for
 from ledgerline.witness import Rejected, judge, witness
 
@@ -28,6 +31,9 @@ class FakeLog:
         self.nodes = InMemoryNodes()
         self.status = 200
         self.seen_keys: list[str | None] = []
+        self.withheld: set[int] | None = set()  # proofs to these sizes fail with HTTP 500 (None: all)
+        self.answer: Callable[[int, int, list[str]], Any] | None = None  # a consistency answer of its own
+        self.asked: list[str] = []
 
     def grow(self, count: int) -> None:
         for _ in range(count):
@@ -43,25 +49,45 @@ class FakeLog:
         if self.status != 200:
             return httpx.Response(self.status, json={"status": self.status})
         if request.url.path == "/api/v1/audit-logs/checkpoint":
+            self.asked.append("checkpoint")
             return httpx.Response(200, text=self.served())
         assert request.url.path == "/api/v1/audit-logs/consistency"
         first, second = int(request.url.params["from"]), int(request.url.params["to"])
-        proof = consistency_proof(first, second, self.nodes.read_nodes)
-        data = {"from": first, "to": second, "proof": [base64.b64encode(p).decode() for p in proof]}
-        return httpx.Response(200, json={"data": data})
+        self.asked.append(f"{first}->{second}")
+        if self.withheld is None or second in self.withheld:
+            return httpx.Response(500, json={"status": 500})
+        proof = [
+            base64.b64encode(p).decode() for p in consistency_proof(first, second, self.nodes.read_nodes)
+        ]
+        if self.answer is not None:
+            return httpx.Response(200, json=self.answer(first, second, proof))
+        return httpx.Response(200, json={"data": {"from": first, "to": second, "proof": proof}})
 
     def served(self) -> str:
         return self.note()
 
-    def client(self) -> httpx.Client:
-        return httpx.Client(transport=httpx.MockTransport(self.handle))
+    def client(self, **options: Any) -> httpx.Client:
+        return httpx.Client(transport=httpx.MockTransport(self.handle), **options)
 
 
-def run(log: FakeLog, directory: Path, *extra: str, vkey: str | None = None) -> tuple[int, str, str]:
+def forked_from(log: FakeLog, size: int, changed: int = 2) -> FakeLog:
+    """The owner, holding the key, rebuilds the log with leaf ``changed`` altered."""
+    forged = FakeLog(log.signer)
+    for i in range(size):
+        forged.nodes.append(leaf_hash(b"changed" if i == changed else f"event {i}".encode()))
+    return forged
+
+
+def run(
+    log: FakeLog, directory: Path, *extra: str, vkey: str | None = None, client: httpx.Client | None = None
+) -> tuple[int, str, str]:
     args = ["--url", "https://log.example", "--public-key", vkey or log.signer.verifier_key.encode()]
     args += ["--dir", str(directory), *extra]
     result = CliRunner().invoke(
-        witness, args, obj={"http_client": log.client()}, env={"LEDGERLINE_WITNESS_API_KEY": API_KEY}
+        witness,
+        args,
+        obj={"http_client": client or log.client()},
+        env={"LEDGERLINE_WITNESS_API_KEY": API_KEY},
     )
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     assert API_KEY not in result.stdout + result.stderr
@@ -88,15 +114,13 @@ def test_a_rewritten_log_is_refused_and_kept_as_evidence(tmp_path: Path) -> None
     log.grow(5)
     assert run(log, tmp_path)[0] == 0
     accepted = (tmp_path / "latest").read_text()
-    forged = FakeLog(log.signer)  # the owner, holding the key, rebuilds the log with leaf 2 changed
-    for i in range(9):
-        forged.nodes.append(leaf_hash(b"changed" if i == 2 else f"event {i}".encode()))
+    forged = forked_from(log, 9)
     code, out, err = run(forged, tmp_path)
     assert (code, out) == (1, "")
     assert err.startswith("rejected: rewritten or forked: consistency proof 5 -> 9 fails")
     assert err.count("\n") == 1
     assert (tmp_path / "latest").read_text() == accepted
-    (note,) = (tmp_path / "rejected").glob("*-9.note")
+    (note,) = (tmp_path / "rejected").glob("9-*.note")
     assert note.read_text() == forged.note()
     reason = note.with_suffix(".reason").read_text().splitlines()
     assert reason[0].startswith("rewritten or forked") and len(reason) > 1  # the failing proof too
@@ -202,3 +226,282 @@ def test_judge_asks_for_a_proof_only_between_two_non_empty_trees() -> None:
 def test_subjects_and_printed_urls() -> None:
     assert subject_for("ledgerline/db.example:5432") == "ledgerline.checkpoints.ledgerline_db_example_5432"
     assert redacted("https://u:p@log.example:8443/base?key=s#f") == "https://log.example:8443/base"
+
+
+# ---- attacks: a fork whose proof is withheld, bad answers, huge bodies, redirects, a changed DIR ----
+
+
+def _accepted_at(size: int, directory: Path) -> FakeLog:
+    log = FakeLog()
+    log.grow(size)
+    assert run(log, directory)[0] == 0
+    return log
+
+
+def _withholding(forged: FakeLog, how: str) -> httpx.Client:
+    """The forged log, its consistency route failing as ``how`` says."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/consistency"):
+            if how == "refused":
+                raise httpx.ConnectError("connection refused", request=request)
+            return httpx.Response({"500": 500, "404": 404, "503": 503}[how], json={"status": how})
+        return forged.handle(request)
+
+    return httpx.Client(transport=httpx.MockTransport(handle))
+
+
+def _files(directory: Path, pattern: str = "*") -> list[Path]:
+    return sorted(directory.glob(pattern)) if directory.exists() else []
+
+
+@pytest.mark.parametrize("how", ["500", "503", "404", "refused"])
+def test_a_fork_whose_proof_is_withheld_is_refused_at_once_without_follow(tmp_path: Path, how: str) -> None:
+    log = _accepted_at(5, tmp_path)
+    latest = (tmp_path / "latest").read_text()
+    forged = forked_from(log, 9)
+    code, out, err = run(forged, tmp_path, client=_withholding(forged, how))
+    assert (code, out) == (1, "") and err.count("\n") == 1, err
+    assert err.startswith("rejected: unlinked: the log signed size 9 but gives no consistency proof from 5 ")
+    (kept,) = _files(tmp_path / "rejected", "9-*.note")
+    assert kept.read_text() == forged.note() and f"kept as {kept}" in err
+    assert kept.with_suffix(".reason").read_text().startswith("unlinked: the log signed size 9 ")
+    assert (tmp_path / "latest").read_text() == latest and not _files(tmp_path / "pending")
+
+
+def test_unlinked_rounds_are_counted_in_dir_then_the_checkpoint_is_refused(tmp_path: Path) -> None:
+    """From cron (no --follow): each run is a round; the count lives in DIR/pending."""
+    log = _accepted_at(5, tmp_path)
+    forged = forked_from(log, 9)
+    for round_ in (1, 2):
+        code, out, err = run(forged, tmp_path, "--unlinked-rounds", "3", client=_withholding(forged, "500"))
+        assert (code, out) == (4, ""), err
+        pending = tmp_path / "pending" / "9.note"
+        assert err == (
+            "unlinked: the log signed size 9 but gives no consistency proof from 5 "
+            "(cannot fetch https://log.example/api/v1/audit-logs/consistency: HTTP 500); "
+            f"kept as {pending} (round {round_} of 3)\n"
+        )
+        assert pending.read_text() == forged.note() and not _files(tmp_path / "rejected")
+    code, out, err = run(forged, tmp_path, "--unlinked-rounds", "3", client=_withholding(forged, "500"))
+    assert (code, out) == (1, "") and err.startswith("rejected: unlinked: the log signed size 9 ")
+    assert "3 rounds" in err and not _files(tmp_path / "pending", "*.note")
+    assert len(_files(tmp_path / "rejected", "9-*.note")) == 1 and accepted_size(tmp_path) == 5
+
+
+def test_follow_refuses_a_fork_whose_proof_is_withheld_after_its_rounds(tmp_path: Path) -> None:
+    log = _accepted_at(5, tmp_path)
+    forged = forked_from(log, 9)
+    client = _withholding(forged, "500")
+    code, out, err = run(forged, tmp_path, "--follow", "--interval", "0.05", client=client)
+    lines = err.splitlines()
+    assert (code, out) == (1, "") and [line.split(":")[0] for line in lines] == ["unlinked"] * 2 + [
+        "rejected"
+    ]
+    assert "(round 1 of 3)" in lines[0] and "(round 2 of 3)" in lines[1]
+    assert lines[2].startswith("rejected: unlinked: the log signed size 9 but gives no consistency proof")
+    assert len(_files(tmp_path / "rejected", "9-*.note")) == 1 and accepted_size(tmp_path) == 5
+
+
+def test_a_proof_that_comes_a_round_later_links_the_pending_checkpoint(tmp_path: Path) -> None:
+    log = _accepted_at(5, tmp_path)
+    log.grow(4)
+    log.withheld = None
+    assert run(log, tmp_path, "--unlinked-rounds", "3")[0] == 4
+    log.withheld = set()
+    code, out, err = run(log, tmp_path, "--unlinked-rounds", "3")
+    assert (code, err) == (0, "") and out.split()[2] == "9" and accepted_size(tmp_path) == 9
+    assert not _files(tmp_path / "pending", "*.note") and not _files(tmp_path / "rejected")
+
+
+@pytest.mark.parametrize("forked", [True, False])
+def test_a_pending_checkpoint_is_linked_to_one_accepted_after_it(tmp_path: Path, forked: bool) -> None:
+    """A note held pending at 9 while a later one (12) is accepted: the log must then prove
+    9 -> 12; a fork cannot, a genuine note can."""
+    log = _accepted_at(5, tmp_path)
+    log.grow(4)
+    held = forked_from(log, 9) if forked else log
+    pending_note = held.note()
+    log.served = lambda: pending_note  # type: ignore[method-assign]
+    log.withheld = {9}
+    assert run(log, tmp_path, "--unlinked-rounds", "3")[0] == 4
+    del log.served
+    log.grow(3)
+    code, out, err = run(log, tmp_path, "--unlinked-rounds", "3")  # 5 -> 9 withheld again, 5 -> 12 given
+    assert code == 4 and out.split()[2] == "12" and "(round 2 of 3)" in err and accepted_size(tmp_path) == 12
+    log.withheld = set()
+    code, out, err = run(log, tmp_path, "--unlinked-rounds", "3")
+    assert "9->12" in log.asked and not _files(tmp_path / "pending", "*.note")
+    if forked:
+        assert (code, out) == (1, "") and err.startswith(
+            "rejected: rewritten or forked: consistency proof 9 -> 12"
+        )
+        (kept,) = _files(tmp_path / "rejected", "9-*.note")
+        assert kept.read_text() == pending_note
+    else:
+        assert (code, err) == (0, "") and not _files(tmp_path / "rejected")
+
+
+def test_a_second_root_signed_for_a_pending_size_is_refused_at_once(tmp_path: Path) -> None:
+    log = _accepted_at(5, tmp_path)
+    log.grow(4)
+    forged = forked_from(log, 9)
+    log.served = lambda: forged.note()  # type: ignore[method-assign]
+    log.withheld = None
+    assert run(log, tmp_path, "--unlinked-rounds", "3")[0] == 4
+    del log.served  # now the genuine tree of 9: two signed roots for one size
+    code, out, err = run(log, tmp_path, "--unlinked-rounds", "3")
+    assert (code, out) == (1, "") and err.startswith("rejected: same size different root: ")
+    kept = {path.read_text() for path in _files(tmp_path / "rejected", "9-*.note")}
+    assert kept == {forged.note(), log.note()} and not _files(tmp_path / "pending", "*.note")
+
+
+def _answers() -> dict[str, Callable[[int, int, list[str]], Any]]:
+    b64 = base64.b64encode
+    return {
+        "other sizes": lambda m, n, proof: {"data": {"from": m - 1, "to": n, "proof": proof}},
+        "booleans": lambda m, n, proof: {"data": {"from": True, "to": n, "proof": proof}} if m == 1 else None,
+        "a proof that is not a list": lambda m, n, proof: {"data": {"from": m, "to": n, "proof": "AAAA"}},
+        "not base64": lambda m, n, proof: {"data": {"from": m, "to": n, "proof": ["not base64!", *proof]}},
+        "a short hash": lambda m, n, proof: {
+            "data": {"from": m, "to": n, "proof": [b64(b"x" * 31).decode()]}
+        },
+        "a number for a hash": lambda m, n, proof: {"data": {"from": m, "to": n, "proof": [7]}},
+        "no data": lambda m, n, proof: {"proof": proof},
+        "a list": lambda m, n, proof: [m, n, proof],
+        "over 64 KiB": lambda m, n, proof: {"data": {"from": m, "to": n, "proof": proof}, "pad": "x" * 70000},
+    }
+
+
+@pytest.mark.parametrize("answer", sorted(_answers()))
+def test_a_consistency_answer_that_is_not_the_proof_asked_is_a_rejection(tmp_path: Path, answer: str) -> None:
+    log = _accepted_at(1 if answer == "booleans" else 5, tmp_path)
+    latest = (tmp_path / "latest").read_text()
+    log.grow(4)
+    log.answer = _answers()[answer]
+    code, out, err = run(log, tmp_path, "--unlinked-rounds", "3")
+    assert (code, out) == (1, "") and err.startswith("rejected: bad consistency answer: "), err
+    assert err.count("\n") == 1 and (tmp_path / "latest").read_text() == latest
+    (kept,) = _files(tmp_path / "rejected", "*.note")
+    assert kept.read_text() == log.note() and not _files(tmp_path / "pending", "*.note")
+
+
+def test_a_consistency_answer_that_is_not_json_is_a_rejection(tmp_path: Path) -> None:
+    log = _accepted_at(5, tmp_path)
+    log.grow(4)
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/consistency"):
+            return httpx.Response(200, content=b"<html>hello</html>")
+        return log.handle(request)
+
+    code, _, err = run(log, tmp_path, client=httpx.Client(transport=httpx.MockTransport(handle)))
+    assert code == 1 and err.startswith("rejected: bad consistency answer: ")
+
+
+class Pulled:
+    """A response body produced as it is read, counting what was taken."""
+
+    def __init__(self, prefix: bytes, total: int) -> None:
+        self.prefix, self.total, self.taken = prefix, total, 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield self.prefix
+        self.taken = len(self.prefix)
+        while self.taken < self.total:
+            self.taken += 64 << 10
+            yield b"x" * (64 << 10)
+
+
+def test_a_huge_checkpoint_is_refused_without_being_read_or_kept_whole(tmp_path: Path) -> None:
+    log = _accepted_at(5, tmp_path)
+    bodies: list[Pulled] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        bodies.append(Pulled(log.note().encode(), 400 << 20))  # a 400 MB "checkpoint"
+        return httpx.Response(200, content=bodies[-1])
+
+    for _ in range(2):  # polled twice: kept once
+        client = httpx.Client(transport=httpx.MockTransport(handle))
+        code, out, err = run(log, tmp_path, client=client)
+        assert (code, out) == (1, "") and err.startswith("rejected: oversized checkpoint: "), err
+        assert bodies[-1].taken <= (1 << 20) + (128 << 10)
+    (kept,) = _files(tmp_path / "rejected", "*.note")
+    assert kept.stat().st_size == 1 << 20 and kept.read_bytes().startswith(log.note().encode())
+    reason = kept.with_suffix(".reason").read_text()
+    assert "cut" in reason and reason.count("seen ") == 2
+    assert accepted_size(tmp_path) == 5
+
+
+def test_redirects_are_never_followed(tmp_path: Path) -> None:
+    log = FakeLog()
+    log.grow(2)
+    elsewhere: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.host != "log.example":
+            elsewhere.append(str(request.headers.get("x-api-key")))
+            return log.handle(request)
+        return httpx.Response(302, headers={"Location": "https://evil.example/api/v1/audit-logs/checkpoint"})
+
+    for follow in (False, True):  # an embedding program's client that follows: not for these requests
+        client = httpx.Client(transport=httpx.MockTransport(handle), follow_redirects=follow)
+        code, out, err = run(log, tmp_path, client=client)
+        assert (code, out) == (3, "") and "HTTP 302" in err and "not followed" in err and err.count("\n") == 1
+    assert elsewhere == [] and not (tmp_path / "latest").exists()
+
+
+def test_a_compressed_answer_is_not_inflated(tmp_path: Path) -> None:
+    log = FakeLog()
+    log.grow(2)
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        assert request.headers["accept-encoding"] == "identity"
+        return httpx.Response(200, content=iter([b"\x1f\x8b..."]), headers={"Content-Encoding": "gzip"})
+
+    code, _, err = run(log, tmp_path, client=httpx.Client(transport=httpx.MockTransport(handle)))
+    assert code == 3 and "gzip" in err and err.count("\n") == 1
+
+
+def test_a_trickling_body_is_cut_at_a_deadline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = FakeLog()
+    log.grow(2)
+    monkeypatch.setattr(witness_log, "READ_SECONDS", -1.0)  # already past it at the first chunk
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=iter([log.note().encode()]))
+
+    code, _, err = run(log, tmp_path, client=httpx.Client(transport=httpx.MockTransport(handle)))
+    assert code == 3 and "the body took over" in err and not (tmp_path / "latest").exists()
+
+
+@pytest.mark.parametrize("tamper", ["another key", "another root", "not a note", "pending"])
+def test_a_changed_dir_is_exit_2_and_never_trusted(tmp_path: Path, tamper: str) -> None:
+    log = _accepted_at(5, tmp_path)
+    intruder = NoteSigner(ORIGIN, b"\x0a" * 32)
+    lower = FakeLog(intruder)
+    lower.grow(1)
+    latest = tmp_path / "latest"
+    if tamper == "another key":  # someone with write access to DIR rolls the witness back
+        latest.write_text(lower.note())
+    elif tamper == "another root":
+        latest.write_text(latest.read_text().replace("\n5\n", "\n1\n", 1))
+    elif tamper == "not a note":
+        latest.write_text("garbage\n")
+    else:
+        (tmp_path / "pending").mkdir()
+        (tmp_path / "pending" / "9.note").write_text(lower.note())
+        (tmp_path / "pending" / "9.reason").write_text("unlinked\nrounds 1\n")
+    log.grow(4)
+    code, out, err = run(log, tmp_path)
+    assert (code, out) == (2, "") and err.startswith(f"error: {tmp_path}") and err.count("\n") == 1, err
+    assert "trusted" in err or tamper == "not a note"
+
+
+def test_unlinked_rounds_is_a_positive_count(tmp_path: Path) -> None:
+    code, _, err = run(FakeLog(), tmp_path, "--unlinked-rounds", "0")
+    assert code == 2 and "--unlinked-rounds" in err
+
+
+def accepted_size(directory: Path) -> int:
+    return Checkpoint.parse((directory / "latest").read_text().split("\n\n")[0] + "\n").size
