@@ -9,6 +9,7 @@ presented (personal data revealed, or "[erased]" on both sides once its subject 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,7 @@ from projections.audit_log.projection import AuditLogProjection
 from projections.audit_log.queries import audit_log
 from projections.base import Positioned, ProjectionContext
 
+logger = logging.getLogger("ledgerline.audit")
 BATCH = 1000
 REPORTED = 100  # forged positions listed in a report (the count is always whole)
 
@@ -126,7 +128,16 @@ class AuditEvidence:
         # The data keys of the page's subjects in one query, not one per event decoded.
         self.sealer.preload(stored.state.decode("utf-8", "replace") for _, stored in events)
         for position, stored in events:
-            yield self._projection.entry(Positioned(position, self._mapper.to_domain_event(stored)))
+            try:
+                event = self._mapper.to_domain_event(stored)
+            except DATABASE_UNAVAILABLE:
+                raise
+            except Exception as error:  # bytes that no longer decode give no entry: its row is forged
+                logger.warning(
+                    "the stored event at position %d no longer decodes (%s)", position, type(error).__name__
+                )
+                continue
+            yield self._projection.entry(Positioned(position, event))
 
     def _stored(self, conn: Connection, positions: list[int]) -> Iterator[tuple[int, StoredEvent]]:
         if not positions:

@@ -122,3 +122,21 @@ def test_a_database_outage_is_never_reported_as_a_forged_row(ledger: Components)
         rows = list(conn.execute(select_entries(AuditFilter(), limit=20)).mappings())
         with pytest.raises(sa.exc.OperationalError):
             evidence.forged_in(conn, rows)
+
+
+def test_an_event_that_no_longer_decodes_makes_its_row_forged_not_a_traceback(
+    ledger: Components, tmp_path: Path
+) -> None:
+    from tests.integration.merkle_attacks import as_owner, events_sql
+
+    position = forge(ledger, status="success")  # no change: the row stays as projected
+    database = ledger.settings.database
+    with as_owner(ledger) as conn:  # its event is what breaks
+        conn.execute(
+            events_sql(database, "UPDATE {events} SET state = :junk WHERE {pos} = :p"),
+            {"junk": b"{not json", "p": position},
+        )
+    done = run(database.url, tmp_path, "audit", "verify")
+    report = json.loads(done.stdout)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert position in report["forged_audit_positions"]
