@@ -22,7 +22,7 @@ from typing import Any
 
 from eventstore.audit_chain.merkle import CompactRange
 from eventstore.audit_chain.records import StoredRecord
-from eventstore.audit_chain.tree import Extension, TreeAppender
+from eventstore.audit_chain.tree import TreeAppender
 from eventstore.database import Database
 from eventstore.group_commit import GroupCommitRecorder, OneSaveRecorder
 
@@ -35,8 +35,8 @@ TOPICS = {
 class NoTree(TreeAppender):
     """Extends nothing: no node is read or written, the border is never asked for."""
 
-    def extend(self, cursor: Any, border: CompactRange, records: Sequence[StoredRecord]) -> Extension:
-        return Extension(border.size, border, [])
+    def extend(self, cursor: Any, border: CompactRange, records: Sequence[StoredRecord]) -> CompactRange:
+        return border
 
     def ask_border(self, cursor: Any) -> None:
         return None

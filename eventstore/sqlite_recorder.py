@@ -27,8 +27,8 @@ class TreeSQLiteRecorder(SQLiteApplicationRecorder):
                 StoredRecord(position, _stored_id(event), event.originator_version, event.topic, event.state)
                 for position, event in zip(positions, stored_events, strict=True)
             ]
-            extension = self.tree.extend(cursor, self.tree.border(cursor), records)
-        self.tree.committed(extension)
+            after = self.tree.extend(cursor, self.tree.border(cursor), records)
+        self.tree.committed(after)
         return positions
 
 

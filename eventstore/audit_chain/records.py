@@ -104,11 +104,6 @@ def leaf_hashes(records: Sequence[StoredRecord], after: int) -> list[bytes]:
     return leaves
 
 
-def stored_id(originator_id: UUID, database: Database) -> bytes:
-    """An aggregate id as its store keeps it (see the module's layout)."""
-    return originator_id.hex.encode() if database.is_sqlite else originator_id.bytes
-
-
 def _select(sqlite: bool) -> sa.TextClause:
     position, table = ("rowid", "stored_events") if sqlite else ("notification_id", "identity_events")
     return sa.text(

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -51,15 +50,6 @@ tree_nodes = sa.Table(
 )
 
 SIZE_SQL = f"SELECT COALESCE(MAX(idx) + 1, 0) FROM {NODES} WHERE level = 0"
-
-
-@dataclass(frozen=True)
-class Extension:
-    """What one append adds: the border after it and the nodes it completed."""
-
-    before: int
-    after: CompactRange
-    nodes: list[tuple[NodeId, bytes]]
 
 
 # PostgreSQL: the stored size and its border (one perfect subtree per bit set in the size) in one
@@ -99,12 +89,12 @@ class TreeAppender:
         self._known = CompactRange()
         self._lock = threading.Lock()
 
-    def extend(self, cursor: Any, border: CompactRange, records: Sequence[StoredRecord]) -> Extension:
-        """The extension of the stored tree (``border``) by ``records`` (in position order,
-        after its size), written with ``cursor``; call ``committed`` once it commits."""
+    def extend(self, cursor: Any, border: CompactRange, records: Sequence[StoredRecord]) -> CompactRange:
+        """Extend the stored tree (``border``) by ``records`` (in position order, after its size)
+        with ``cursor``; returns the border after, for ``committed`` once it commits."""
         after, nodes = border.extend(leaf_hashes(records, border.size))
         self.insert(cursor, nodes)
-        return Extension(border.size, after, nodes)
+        return after
 
     def ask_border(self, cursor: Any) -> None:
         """PostgreSQL: queue ``BORDER_SQL`` (in a pipeline, after the write lock)."""
@@ -137,10 +127,10 @@ class TreeAppender:
                 [(n.level, n.index, h) for n, h in nodes],
             )
 
-    def committed(self, extension: Extension) -> None:
+    def committed(self, border: CompactRange) -> None:
         with self._lock:
-            if extension.after.size > self._known.size:
-                self._known = extension.after
+            if border.size > self._known.size:
+                self._known = border
 
     def _read_border(self, cursor: Any, size: int) -> CompactRange:
         def read(ids: Sequence[NodeId]) -> list[bytes]:
