@@ -18,7 +18,7 @@ from litestar.openapi import OpenAPIConfig
 from api.authorization import principal_of
 from api.bodies import StrictRequest
 from api.breaker import DatabaseBreaker
-from api.context import request_context_middleware
+from api.context import CurrentState, request_context_middleware
 from api.controllers.api_keys import ApiKeysController
 from api.controllers.audit_evidence import AuditEvidenceController
 from api.controllers.audit_logs import AuditLogsController
@@ -27,11 +27,12 @@ from api.controllers.auth import AuthController
 from api.controllers.health import health, live, ready
 from api.controllers.users import UsersController
 from api.follower import StreamFollower
+from api.head import shared_head
 from api.openapi_docs import ClosedBodies, DocumentProblems
 from api.options import CompleteAllow
 from api.problems import problem_response
 from api.security import Authenticator, Principal
-from api.services import Services
+from api.services import HANDLER_THREADS, Services
 from api.usage import UsageRecorder
 
 MAX_BODY = 64 * 1024
@@ -42,14 +43,17 @@ def create_app(
 ) -> Litestar:
     cache = services.credential_cache
     stop = threading.Event()
-    follower = services.follower = StreamFollower(services.identity, cache, stop)  # store_at catches it up
-    authenticator = Authenticator(services.identity, services.tokens, cache, follower)
+    follower = services.follower = StreamFollower(services.identity, cache, stop)
+    current = CurrentState(follower, shared_head(services.identity, services.database))
+    authenticator = Authenticator(services.identity, services.tokens, cache)
     networks = [ipaddress.ip_network(proxy, strict=False) for proxy in trusted_proxies]
     usage = UsageRecorder(services.identity, stop, interval=services.usage_flush_seconds)
     breaker = DatabaseBreaker(probe=services.database_answers, recover=services.drop_dead_connections)
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        # The one pool of worker threads for blocking calls (handlers, credential lookups).
+        anyio.to_thread.current_default_thread_limiter().total_tokens = HANDLER_THREADS
         if watch_credentials:  # requests catch the follower up anyway; this keeps idle caches fresh
             follower.start()
         usage.start()
@@ -58,6 +62,7 @@ def create_app(
         finally:
             stop.set()  # the usage flusher writes what it counted, then ends
             await anyio.to_thread.run_sync(usage.join, 30)
+            await current.head.close()
 
     def principal(request: Request[Any, Any, Any]) -> Principal:
         return principal_of(request)
@@ -78,7 +83,7 @@ def create_app(
             "services": Provide(lambda: services, sync_to_thread=False),
             "principal": Provide(principal, sync_to_thread=False),
         },
-        middleware=[request_context_middleware(authenticator, networks, usage, breaker)],
+        middleware=[request_context_middleware(authenticator, current, networks, usage, breaker)],
         state=State({"breaker": breaker}),
         exception_handlers={Exception: problem_response},
         lifespan=[lifespan],

@@ -26,7 +26,10 @@ from litestar.types import (
 )
 
 from api.breaker import DATABASE_UNAVAILABLE, DatabaseBreaker
+from api.follower import StreamFollower
+from api.head import SharedHead
 from api.security import Authenticator, Principal
+from api.services import caller_has_seen
 from api.usage import UsageRecorder
 from domain.audit import AuditContext, acting_as
 from domain.errors import AuthenticationError
@@ -35,6 +38,11 @@ access_log = logging.getLogger("ledgerline.access")
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 PRINCIPAL = "ledgerline.principal"
 AUTH_ERROR = "ledgerline.auth_error"
+# Every command's answer sets it to the answer's X-Event-Position; a client that keeps cookies
+# (browsers, most HTTP client sessions) so reads its own writes in lists and audit queries, even
+# those made anonymously or as another actor (api.services.read_side_at).
+POSITION_COOKIE = "ledgerline_position"
+COOKIE = "Path=/; HttpOnly; SameSite=Lax"  # its attributes
 
 
 def client_address(peer: str | None, forwarded_for: str | None, trusted: Sequence[Any]) -> str | None:
@@ -66,6 +74,7 @@ UNGUARDED = ("/health", "/live", "/ready", "/api/v1/health", "/api/v1/live", "/a
 
 def request_context_middleware(
     authenticator: Authenticator,
+    current: CurrentState,
     trusted_proxies: Sequence[Any],
     usage: UsageRecorder,
     breaker: DatabaseBreaker,
@@ -82,7 +91,7 @@ def request_context_middleware(
                 await _unavailable(send, request_id)
                 return
             peer = scope.get("client")[0] if scope.get("client") else None  # type: ignore[index]
-            principal = await _principal(authenticator, headers, scope)
+            principal = await _principal(authenticator, current, headers, scope) if guarded else None
             address = client_address(peer, headers.get("x-forwarded-for"), trusted_proxies)
             if principal is not None and principal.credential_type == "api_key":
                 usage.count(principal.credential_id, datetime.now(UTC), address)
@@ -101,11 +110,14 @@ def request_context_middleware(
             async def send_with_id(message: Message) -> None:
                 nonlocal status
                 if message["type"] == "http.response.start":
-                    MutableScopeHeaders.from_message(message)["X-Request-ID"] = request_id
+                    response_headers = MutableScopeHeaders.from_message(message)
+                    response_headers["X-Request-ID"] = request_id
+                    if (position := response_headers.get("X-Event-Position")) is not None:
+                        response_headers.add("Set-Cookie", f"{POSITION_COOKIE}={position}; {COOKIE}")
                     status = message["status"]
                 await send(message)
 
-            with acting_as(context):
+            with acting_as(context), caller_has_seen(_seen_position(headers.get("cookie"))):
                 try:
                     await app(scope, receive, send_with_id)
                 finally:
@@ -152,14 +164,45 @@ async def _unavailable(send: Send, request_id: str) -> None:
     await send(end)
 
 
-async def _principal(authenticator: Authenticator, headers: dict[str, str], scope: Scope) -> Principal | None:
+def _seen_position(cookie: str | None) -> int:
+    """The position of the caller's last command, from the cookie its answer set (0: none)."""
+    if not cookie or POSITION_COOKIE not in cookie:
+        return 0
+    for part in cookie.split(";"):
+        name, _, value = part.strip().partition("=")
+        if name == POSITION_COOKIE and value.isascii() and value.isdigit() and len(value) <= 19:
+            return int(value)
+    return 0
+
+
+class CurrentState:
+    """Brings this process's memory to the head of the stream before a request uses it."""
+
+    def __init__(self, follower: StreamFollower, head: SharedHead) -> None:
+        self.follower, self.head = follower, head
+
+    async def reach_head(self) -> None:
+        head = await self.head.position()
+        if self.follower.position < head:  # other processes wrote: read what they wrote
+            await anyio.to_thread.run_sync(self.follower.catch_up, head)
+
+
+async def _principal(
+    authenticator: Authenticator, current: CurrentState, headers: dict[str, str], scope: Scope
+) -> Principal | None:
+    """Every guarded request first brings the process to the head of the stream (so it sees
+    every change answered before it started); then its credential, from memory when cached."""
     api_key = headers.get("x-api-key")
     authorization = headers.get("authorization", "")
     bearer = authorization[7:].strip() if authorization.lower().startswith("bearer ") else None
-    if not api_key and not bearer:
-        return None
     try:
-        principal = await anyio.to_thread.run_sync(authenticator.authenticate, api_key, bearer)
+        await current.reach_head()
+        if not api_key and not bearer:
+            return None
+        principal = authenticator.cached(api_key, bearer)
+        if principal is None:
+            read_at = current.follower.position
+            principal = await anyio.to_thread.run_sync(authenticator.verify, api_key, bearer, read_at)
     except DATABASE_UNAVAILABLE as error:  # answered by the handlers' 503 (and counted by the breaker)
         scope.setdefault("state", {})[AUTH_ERROR] = error
         return None

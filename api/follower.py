@@ -1,16 +1,21 @@
-"""One follower per API process: reads the notification log from its position and applies
-what each event ends to this process's caches, so they are current as of a known position.
+"""One follower per API process: reads the notification log from its position and applies what
+each event changes to this process's memory, so all of it is current as of a known position.
 
+- aggregates (``AggregateCache``): the newest version of every aggregate in the stream; an older
+  cached copy is dropped (the next read loads it), so a cached copy is current as of the
+  follower's position and reads and commands need no query for it;
 - credentials (``CredentialCache``): a key issued, changed, rotated or revoked; a session ended;
   an owner deactivated, deleted, erased, demoted, or whose password changed;
 - data keys (``DataKeyStore``): an erased subject's key is forgotten at once, from the event,
-  even before the erasing process has destroyed the stored key.
-Aggregates need nothing here: the aggregate cache reads an aggregate's newer events on every get.
+  even before the erasing process has destroyed the stored key;
+- each actor's last write (``last_write_of``): what a list or audit query of theirs must wait
+  for the read tables to reach (read-your-writes per caller, not per database).
 
-A request calls ``catch_up(head)`` before it uses a cache (``Authenticator``): whoever finds the
-follower behind reads the missing events itself (one query; concurrent requests wait for it),
-so a request that starts after a change was answered by any process sees it. The thread only
-keeps an idle process's caches from going stale between requests.
+Every request first brings the follower to the head of the stream (``api.context``): one
+``max(id)`` query shared by the requests that arrive while it runs, then, only if other writers
+moved the head, one read of the missing events (concurrent requests wait for it). So a request
+that starts after a change was answered by any process sees it. The thread only keeps an idle
+process's memory from going stale between requests.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import threading
 from collections.abc import Sequence
 from uuid import UUID
 
+import msgspec
 from eventsourcing.persistence import Notification
 
 from api.security import CredentialCache
@@ -31,14 +37,47 @@ from projections.runner import ErrorSummary
 
 logger = logging.getLogger("ledgerline.api")
 PAGE = 1000
+ACTORS_REMEMBERED = 100_000
 
 USER_CHANGES = ("Deactivated", "Activated", "Deleted", "Restored", "Erased", "SuperuserGranted",
                 "SuperuserRevoked", "PasswordChanged", "PasswordReset")  # fmt: skip
-FOLLOWED_TOPICS = [
-    *(topic for topic in ApiKeysProjection.topics if not topic.endswith(".UsageRecorded")),
-    Session.Revoked.TOPIC,
-    *(getattr(User, name).TOPIC for name in USER_CHANGES),
-]
+CREDENTIAL_TOPICS = frozenset(
+    [
+        *(topic for topic in ApiKeysProjection.topics if not topic.endswith(".UsageRecorded")),
+        Session.Revoked.TOPIC,
+        *(getattr(User, name).TOPIC for name in USER_CHANGES),
+    ]
+)
+
+
+class _Hex(msgspec.Struct):
+    value: str = msgspec.field(name="_data_")
+
+
+class _Envelope(msgspec.Struct):
+    actor_id: _Hex | None = None
+
+
+class _Audit(msgspec.Struct):
+    envelope: _Envelope = msgspec.field(name="_data_")
+
+
+class _Event(msgspec.Struct):
+    """The one field of a stored event the follower reads (the audit envelope's actor)."""
+
+    audit: _Audit | None = None
+
+
+_actor_decoder = msgspec.json.Decoder(_Event)
+
+
+def actor_of(state: bytes) -> UUID | None:
+    try:
+        audit = _actor_decoder.decode(state).audit
+        actor = None if audit is None else audit.envelope.actor_id
+        return None if actor is None else UUID(actor.value)
+    except (msgspec.DecodeError, ValueError):
+        return None  # not a shape this process can read: nothing to remember
 
 
 class StreamFollower(threading.Thread):
@@ -49,6 +88,11 @@ class StreamFollower(threading.Thread):
         self.identity, self.cache, self.stop, self.interval = identity, cache, stop, interval
         self.position = identity.head_position()  # the caches start empty: nothing before matters
         self._lock = threading.Lock()
+        self._last_writes: dict[UUID, int] = {}
+        # Writes before the follower started, or forgotten since: assumed as new as they could be.
+        self._forgotten_writes = self.position
+        if identity.aggregates is not None:
+            identity.aggregates.followed = True
 
     def run(self) -> None:
         while not self.stop.wait(self.interval):
@@ -67,17 +111,34 @@ class StreamFollower(threading.Thread):
         with self._lock:
             while self.position < target:
                 page = self.identity.recorder.select_notifications(
-                    self.position, PAGE, stop=target, topics=FOLLOWED_TOPICS, inclusive_of_start=False
+                    self.position, PAGE, stop=target, inclusive_of_start=False
                 )
                 self._apply(page)
                 self.position = target if len(page) < PAGE else page[-1].id
 
+    def last_write_of(self, actor_id: UUID) -> int:
+        """The position of the actor's newest event this follower has read; for an actor with
+        none since the process started (or forgotten), the head when it started (or the newest
+        forgotten position)."""
+        return self._last_writes.get(actor_id, self._forgotten_writes)
+
     def _apply(self, page: Sequence[Notification]) -> None:
-        changed: dict[UUID, int] = {}
+        versions: dict[UUID, int] = {}
+        credentials: dict[UUID, int] = {}
         for notification in page:
             originator = UUID(str(notification.originator_id))
-            changed[originator] = notification.id
+            versions[originator] = notification.originator_version
+            if notification.topic in CREDENTIAL_TOPICS:
+                credentials[originator] = notification.id
             if notification.topic == User.Erased.TOPIC:
                 self.identity.data_keys.forget(originator)
-        if changed:
-            self.cache.invalidate(changed)
+            actor = actor_of(notification.state)
+            if actor is not None:
+                self._last_writes[actor] = notification.id
+        if self.identity.aggregates is not None and versions:
+            self.identity.aggregates.seen(versions)
+        if credentials:
+            self.cache.invalidate(credentials)
+        if len(self._last_writes) > ACTORS_REMEMBERED:
+            self._forgotten_writes = max(self._last_writes.values())
+            self._last_writes.clear()

@@ -2,8 +2,8 @@
 tokens (``Authorization: Bearer <jwt>``), resolved to a ``Principal``.
 
 Verified credentials are cached per process. The cache is current as of a known position: each
-request first brings this process's ``StreamFollower`` up to the head of the event stream (one
-``max(id)`` query; the follower drops what the new events end), so a revocation, rotation,
+request first brings this process's ``StreamFollower`` up to the head of the event stream
+(``api.context``; the follower drops what the new events end), so a revocation, rotation,
 permission change, logout, password change or change to the owner made in any process is seen
 by every request that starts after it was answered. Each entry is stamped with the position it
 was read at, and the cache refuses an entry older than the last invalidation of its credential
@@ -17,16 +17,12 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 from uuid import UUID
 
 from api.tokens import AccessTokens
 from domain.errors import AuthenticationError
 from eventstore.api_key_tokens import PRODUCT_PREFIX, digest_of, is_well_formed
 from eventstore.identity import Identity
-
-if TYPE_CHECKING:
-    from api.follower import StreamFollower
 
 
 @dataclass(frozen=True)
@@ -106,24 +102,35 @@ class CredentialCache:
 
 
 class Authenticator:
-    def __init__(
-        self, identity: Identity, tokens: AccessTokens, cache: CredentialCache, follower: StreamFollower
-    ) -> None:
+    """Resolves credentials once the request has brought the stream follower to the head (the
+    caches are then current as of ``follower.position``): ``cached`` from memory, on the event
+    loop; ``verify`` (blocking: it reads the event store) in a worker thread on a miss."""
+
+    def __init__(self, identity: Identity, tokens: AccessTokens, cache: CredentialCache) -> None:
         self.identity = identity
         self.tokens = tokens
         self.cache = cache
-        self.follower = follower
 
-    def authenticate(self, api_key: str | None, bearer: str | None) -> Principal:
-        """Blocking (reads the event store): run it in a worker thread."""
+    def cached(self, api_key: str | None, bearer: str | None) -> Principal | None:
+        """The principal from memory, or None: ask ``verify``. Malformed keys and tokens that
+        fail their signature or lifetime are refused here, without a lookup."""
         now = datetime.now(UTC)
         presented = api_key or bearer
         if not presented:
             raise AuthenticationError("missing")
-        # Every event before this position is applied to this process's caches before the cache
-        # is asked, and what is read from the store now is at least as new as this position.
-        read_at = self.identity.head_position()
-        self.follower.catch_up(read_at)
+        if api_key or presented.startswith(PRODUCT_PREFIX):
+            if not is_well_formed(presented):
+                raise AuthenticationError("malformed_key")  # no lookup, no cache entry
+            return self.cache.get(digest_of(presented), now)
+        return self.cache.get(f"session:{self.tokens.verify(presented).session_id}", now)
+
+    def verify(self, api_key: str | None, bearer: str | None, read_at: int) -> Principal:
+        """Blocking: the credential read from the store, which holds at least everything up to
+        ``read_at`` (the position the follower had reached: the cache entry is stamped with it)."""
+        now = datetime.now(UTC)
+        presented = api_key or bearer
+        if not presented:
+            raise AuthenticationError("missing")
         if api_key or presented.startswith(PRODUCT_PREFIX):
             return self._by_api_key(presented, now, read_at)
         return self._by_access_token(presented, now, read_at)

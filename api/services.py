@@ -8,7 +8,9 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -24,6 +26,7 @@ from api.rate_limit import LoginRateLimiter
 from api.schemas import Pagination, in_utc, storable_text
 from api.security import CredentialCache
 from api.tokens import AccessTokens
+from domain.audit import current_audit_context
 from eventstore.audit_chain.checkpoints import CheckpointKeys
 from eventstore.database import Database
 from eventstore.identity import Identity
@@ -34,7 +37,9 @@ from projections.read_side import positions
 from projections.runner import ErrorSummary
 
 logger = logging.getLogger("ledgerline.api")
-# Sync handlers run on asyncio's default executor (Litestar's sync_to_thread), of this many threads.
+_caller_position: ContextVar[int] = ContextVar("ledgerline_caller_position", default=0)
+# Blocking calls (sync handlers, credential lookups) share anyio's thread pool, of this many
+# threads (set at start-up); the database pool (LEDGERLINE_POOL_SIZE) should hold as many.
 HANDLER_THREADS = min(32, (os.cpu_count() or 1) + 4)
 WAITERS = max(1, HANDLER_THREADS // 2)  # that may wait for a position at once: half stay for the rest
 FIRST_PAUSE, LONGEST_PAUSE = 0.01, 0.2  # seconds between checks of a waiting request
@@ -59,6 +64,7 @@ class Services:
     checkpoint_keys: CheckpointKeys | None = None  # signs checkpoints and exports; the keys they may carry
     follower: StreamFollower | None = None  # this process's caches, set by ``create_app``
     waiting: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(WAITERS))
+    _read_side_reached: int = 0  # the lowest projection position last seen (they only move on)
 
     @cached_property
     def audit_evidence(self) -> AuditEvidence:
@@ -89,18 +95,36 @@ class Services:
             logger.debug("could not clean the connection pools (%s)", ErrorSummary.of(error))
 
     def read_side_at(self, min_position: int | None) -> None:
-        """Wait until the read tables hold ``min_position`` (default: everything written so
-        far, so a client always reads its own writes); 503 with Retry-After if they lag. A
-        position beyond the last event is waited for too (it may be written by a process this
-        one does not see yet, e.g. on a lagging replica), within the same ``read_timeout``."""
+        """Wait until the read tables hold ``min_position`` and the caller's own last write
+        (read-your-writes per caller: not the newest event written anywhere, so other clients'
+        writes never hold a query up); 503 with Retry-After if they lag. A position beyond the
+        last event is waited for too (it may be written by a process this one does not see yet,
+        e.g. on a lagging replica), within the same ``read_timeout``."""
         deadline = time.monotonic() + self.read_timeout
-        target = self._reachable(min_position)
+        target = max(self._reachable(min_position) if min_position is not None else 0, self._own_writes())
+        if target <= self._read_side_reached:
+            return
 
         def caught_up() -> bool:  # a read table never runs ahead of the store
             reached = positions(self.engine)
+            if reached:
+                self._read_side_reached = max(self._read_side_reached, min(reached.values()))
             return bool(reached) and min(reached.values()) >= target
 
         self._wait_until(caught_up, deadline, lambda: self._behind(target, "the read side is catching up"))
+
+    def _own_writes(self) -> int:
+        """The position of the caller's newest event: the actor's (as this process's follower,
+        brought to the head when the request began, has read it) or the one the caller's last
+        command answered with (its cookie, e.g. after an anonymous registration); without a
+        follower, the head."""
+        if self.follower is None:
+            return self.identity.head_position()
+        actor = current_audit_context().actor_id
+        by_actor = 0 if actor is None else self.follower.last_write_of(actor)
+        # A cookie names a position that exists (or that a forger wants waited for: not beyond
+        # what this process has seen, so it costs no wait a real client would not).
+        return max(by_actor, min(_caller_position.get(), self.follower.position))
 
     def store_at(self, min_position: int | None) -> None:
         """For reads of the event store: wait until it holds ``min_position`` and this process's
@@ -151,6 +175,16 @@ class Services:
 
     def _not_written(self) -> ServiceUnavailableException:
         return _unavailable("min_position is not written yet")
+
+
+@contextmanager
+def caller_has_seen(position: int) -> Iterator[None]:
+    """The position of the caller's last command (its cookie), for ``read_side_at``."""
+    token = _caller_position.set(position)
+    try:
+        yield
+    finally:
+        _caller_position.reset(token)
 
 
 def _unavailable(why: str) -> ServiceUnavailableException:

@@ -297,9 +297,10 @@ class Process:
             time.sleep(0.1)
         raise RuntimeError(f"{self.name} did not log {text!r} within {timeout}s:\n{self.tail()}")
 
-    def wait_idle(self, timeout: float = 600, below: float = 0.05) -> float:
+    def wait_idle(self, timeout: float = 600, below: float = 0.1) -> float:
         """Wait until the process uses less than ``below`` of a core over two seconds running
-        (e.g. the projector after catching up); seconds waited."""
+        (e.g. the projector after catching up: its four idle workers polling every 0.2 s use
+        about 0.05); seconds waited."""
         started = time.monotonic()
         quiet = 0
         while quiet < 2:

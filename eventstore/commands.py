@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -57,12 +59,32 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+_fresh: ContextVar[bool] = ContextVar("ledgerline_fresh_reads", default=False)
+
+
+def reads_fresh() -> bool:
+    """Whether reads must come from the store (a retry), not from the process's cache."""
+    return _fresh.get()
+
+
+@contextmanager
+def fresh_reads(fresh: bool = True) -> Iterator[None]:
+    token = _fresh.set(fresh or _fresh.get())
+    try:
+        yield
+    finally:
+        _fresh.reset(token)
+
+
 def with_retries(attempt: Callable[[], R]) -> R:
-    """Run ``attempt``; after a version conflict pause a random, growing moment and run it again
-    on fresh state. The caller sees a conflict only if it persists."""
+    """Run ``attempt`` on the state this process holds; after a version conflict (someone else
+    wrote first, or the cache was behind) run it again at once on state read from the store,
+    then after a random, growing pause. The caller sees a conflict only if it persists."""
     for n in range(RETRIES):
         try:
-            return attempt()
+            with fresh_reads(n > 0):
+                return attempt()
         except IntegrityError:
-            time.sleep(random.uniform(0, 0.002 * 2 ** min(n, 5)))  # noqa: S311 (jitter, not crypto)
+            if n:
+                time.sleep(random.uniform(0, 0.002 * 2 ** min(n - 1, 5)))  # noqa: S311 (jitter, not crypto)
     raise ConcurrentChangeError("too many concurrent changes; try again")

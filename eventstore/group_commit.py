@@ -11,10 +11,9 @@ written at once.
 What each save keeps:
 - gap safety: the table lock is taken before the first position is drawn and held until the
   commit, so positions are still committed in position order;
-- its own outcome: each save runs in its own savepoint and is synced before the next one starts,
-  so a save whose INSERT fails (a version conflict, a reservation already taken) is rolled back
-  to its savepoint and gets its own ``IntegrityError`` while the others commit;
-- atomicity: its events are one INSERT inside its savepoint, all in or all out;
+- its own outcome: a save whose events would fail (a version conflict, a reservation already
+  taken) gets its own ``IntegrityError`` while the others commit (see below);
+- atomicity: its events are in one INSERT, inside a savepoint, all in or all out;
 - its own positions: the notification ids that its INSERT returned;
 - its leaves: after the last save and before the COMMIT, still under the lock, the log's Merkle
   tree is extended over every event the group wrote (``eventstore.audit_chain.tree``), so an
@@ -22,11 +21,12 @@ What each save keeps:
 A failure of the transaction itself (lock timeout, lost connection, failed commit) is retried like
 the library retries one save, and then becomes every member's error.
 
-Each save still costs one round trip (its INSERT's outcome must be known before the next save's
-statements are sent, or a failure would abort saves queued behind it), and the group one more
-(the tree's nodes travel with the COMMIT). What a group saves is the per-save transaction:
-BEGIN, lock, NOTIFY and COMMIT with its WAL flush, and the queue of backends waiting for the
-table lock.
+The group's events go in one INSERT, in a savepoint: one round trip for the whole group, and
+the tree's nodes travel with the COMMIT. Only if it fails (a version conflict, a reservation
+already taken) is it rolled back and each save written in a savepoint of its own, synced before
+the next one is sent, so that a failure is only its own save's. What a group saves is the
+per-save transaction: BEGIN, lock, NOTIFY and COMMIT with its WAL flush, and the queue of
+backends waiting for the table lock.
 """
 
 from __future__ import annotations
@@ -193,8 +193,9 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
                 self._lock_table(header)  # once for the group, before any position is drawn
                 self._notify_channel(header)
                 self.tree.ask_border(sizing)  # the tree cannot grow while the lock is held
-                for save in group:
-                    self._write_member(pipeline, header, savepoints, curs, save)
+                if len(group) == 1 or not self._write_together(pipeline, header, savepoints, curs, group):
+                    for save in group:
+                        self._write_member(pipeline, header, savepoints, curs, save)
                 self.tree.extend(ending, self.tree.asked_border(sizing), _records(group))
                 ending.execute("COMMIT")
                 pipeline.sync()
@@ -204,6 +205,39 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
             finally:
                 self._in_group.active = False
                 conn.prepare_threshold = prepare_threshold
+
+    def _write_together(
+        self,
+        pipeline: psycopg.Pipeline,
+        header: Cursor[DictRow],
+        savepoints: Cursor[DictRow],
+        curs: Cursor[DictRow],
+        group: list[_Save],
+    ) -> bool:
+        """Every save's events in one INSERT (one round trip for the group), in a savepoint; if
+        any of them fails, it is rolled back and False says: write them one by one, so that
+        only the saves that fail get an error."""
+        events = [event for save in group for event in save.events]
+        try:
+            savepoints.execute(_SAVEPOINT)
+            self._insert_stored_events(curs, events)
+            pipeline.sync()
+            ids = self._fetch_ids_after_insert_events(curs, events)
+        except Exception as error:
+            with contextlib.suppress(psycopg.Error):
+                pipeline.sync()
+            if header.statusmessage != "NOTIFY" or isinstance(
+                error, psycopg.OperationalError | psycopg.InterfaceError
+            ):
+                raise
+            savepoints.execute(_ROLLBACK)
+            pipeline.sync()
+            return False
+        assert ids is not None and len(ids) == len(events)
+        start = 0
+        for save in group:
+            save.ids, start = ids[start : start + len(save.events)], start + len(save.events)
+        return True
 
     def _write_member(
         self,

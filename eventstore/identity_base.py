@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import threading
 from collections.abc import Callable, Mapping
+from copy import deepcopy
 from datetime import datetime
 from typing import TypeVar
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError, Application, project_aggregate
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import EventStore, JSONTranscoder, Transcoder
 
@@ -21,7 +21,8 @@ from domain.key_rings import KeyRing, key_ring_id
 from domain.reservations import Reservation, reservation_id
 from domain.users import User, normalise_email
 from domain.values import Lockout
-from eventstore.commands import CommandResult, with_retries
+from eventstore.aggregate_cache import AggregateCache
+from eventstore.commands import CommandResult, reads_fresh, with_retries
 from eventstore.passwords import Passwords
 from eventstore.personal_data import (
     AuditEnvelopeAsDict,
@@ -49,6 +50,7 @@ class IdentityBase(Application[UUID]):
         passwords: Passwords,
         lockout: Lockout = DEFAULT_LOCKOUT,
         login_failure_floor: float = 0.15,
+        aggregate_cache: int = 10_000,
     ) -> None:
         self.data_keys = data_keys  # needed by the transcoder, built in super().__init__
         self.passwords = passwords
@@ -56,14 +58,39 @@ class IdentityBase(Application[UUID]):
         self.login_failure_floor = login_failure_floor
         self._email_pepper = derive_key(secret, "email-reservation")
         self.snapshot_key = derive_key(secret, "snapshot-mac")  # read by construct_snapshot_store
-        self._get_locks = tuple(threading.Lock() for _ in range(64))
-        super().__init__(env=dict(env))
+        # The library's repository cache stays off: this one is told by the stream what changed.
+        self.aggregates = AggregateCache(aggregate_cache) if aggregate_cache else None
+        super().__init__(env={**env, "AGGREGATE_CACHE_MAXSIZE": ""})
 
     def _repository_get(self, aggregate_id: UUID, version: int | None = None) -> Aggregate:
-        """The library copies a cached aggregate after releasing its fast-forward lock, so a copy
-        could be taken while another thread fast-forwards it: one lock per stripe of ids here."""
-        with self._get_locks[hash(aggregate_id) % len(self._get_locks)]:
+        """A copy of the aggregate: the cached one when the stream's follower vouches that it is
+        current (no query), else the cached one brought up to date from the store (one query for
+        its newer events), else a load from its snapshot and events."""
+        cache = self.aggregates
+        if version is not None or cache is None:
             return self.repository.get(aggregate_id, version=version)
+        if not reads_fresh() and (current := cache.current(aggregate_id)) is not None:
+            return deepcopy(current)
+        generation, base = cache.generation, cache.entry(aggregate_id)
+        aggregate: Aggregate | None
+        if base is None:
+            aggregate = self.repository.get(aggregate_id)
+        else:
+            aggregate = project_aggregate(deepcopy(base), self.events.get(aggregate_id, gt=base.version))
+            if aggregate is None:  # not possible for a stored aggregate; the library's contract
+                raise AggregateNotFoundError(aggregate_id)
+        cache.put(aggregate, generation)
+        return deepcopy(aggregate)
+
+    def _forget(self, aggregate_id: UUID) -> None:
+        if self.aggregates is not None:
+            self.aggregates.forget(aggregate_id)
+
+    def cached_user(self, user_id: UUID) -> User | None:
+        """The user from memory, if the stream's follower vouches for the cached copy (shared:
+        read it, do not change it); None means: read it with ``get_user``."""
+        user = None if self.aggregates is None else self.aggregates.current(user_id)
+        return user if isinstance(user, User) else None
 
     def construct_snapshot_store(self) -> EventStore[UUID]:
         """Snapshots carry a MAC the database cannot forge; one that fails it is replayed past."""
@@ -234,7 +261,11 @@ class IdentityBase(Application[UUID]):
     def _save(self, main: T, *others: Aggregate) -> CommandResult[T]:
         """Every aggregate the command touched, in one atomic append; the result carries ``main``
         as saved, so the caller answers with exactly the state this append produced."""
+        generation = self.aggregates.generation if self.aggregates is not None else 0
         recordings = self.save(main, *others)
+        if self.aggregates is not None:
+            for saved in (main, *others):  # as they are now stored: the next command needs no read
+                self.aggregates.put(deepcopy(saved), generation)  # type: ignore[arg-type]
         position = max((r.notification.id for r in recordings), default=None)
         return CommandResult(
             main.id, position if position is not None else self.head_position(), main.version, main

@@ -17,7 +17,14 @@ from domain.errors import (
 )
 from domain.users import User, normalise_email
 from eventstore.api_key_tokens import digest_of
-from eventstore.commands import UNCHANGED, CommandResult, VerificationRequest, utcnow, with_retries
+from eventstore.commands import (
+    UNCHANGED,
+    CommandResult,
+    VerificationRequest,
+    fresh_reads,
+    utcnow,
+    with_retries,
+)
 from eventstore.identity_base import IdentityBase
 
 
@@ -142,17 +149,23 @@ class UserCommands(IdentityBase):
         append, then destroy the data key. Idempotent: a repeat finishes an interrupted erasure
         and answers like the first call."""
 
+        touched: list[Aggregate] = []
+
         def change(user: User) -> list[Aggregate]:
             released = self._release_email(user)
             user.erase()
-            return [*released, *self._revoke_all_keys(user.id, "owner erased")]
+            touched[:] = [user, *released, *self._revoke_all_keys(user.id, "owner erased")]
+            return touched[1:]
 
         try:
             position = self._change(User, user_id, UserNotFoundError, change, None).position
         except UserErasedError:
             position = self.head_position()
         self.data_keys.erase(user_id)
-        user = self.get_user(user_id)  # as stored now: its personal data reads as erased
+        for aggregate in touched:  # saved holding the personal data in the clear: not kept
+            self._forget(aggregate.id)
+        with fresh_reads():
+            user = self.get_user(user_id)  # as stored now: its personal data reads as erased
         return CommandResult(user.id, position, user.version, user)
 
     def finish_erasures(self) -> int:

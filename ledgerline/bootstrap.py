@@ -17,7 +17,7 @@ from api.tokens import AccessTokens
 from eventstore.audit_chain.checkpoints import Checkpointer, CheckpointKeys
 from eventstore.audit_chain.note import NoteSigner
 from eventstore.identity import Identity
-from eventstore.passwords import Passwords
+from eventstore.passwords import HashingSlots, Passwords
 from eventstore.personal_data import DataKeyStore, Sealer, WrongSecretKeyError, derive_key
 from eventstore.schema import grant_runtime_role, hand_over_caches, init_lock, init_schema, is_initialised
 from ledgerline import __version__
@@ -95,18 +95,11 @@ def build(settings: Settings, *, init: bool | None = False, passwords: Passwords
         engine.dispose()
         raise
     identity = Identity(
-        env={
-            **settings.database.eventsourcing_env(create_table=False, pool_size=settings.pool_size),
-            # Aggregates cached per process, brought up to date by their newer events on each read.
-            "AGGREGATE_CACHE_MAXSIZE": str(settings.aggregate_cache) if settings.aggregate_cache else "",
-            # Pinned whatever the process environment says: saved aggregates (holding plain
-            # personal data) never enter the cache, and commands work on copies.
-            "AGGREGATE_CACHE_FASTFORWARD": "y",
-            "DEEPCOPY_FROM_AGGREGATE_CACHE": "y",
-        },
+        env=settings.database.eventsourcing_env(create_table=False, pool_size=settings.pool_size),
+        aggregate_cache=settings.aggregate_cache,  # trusted only where a stream follower runs
         data_keys=data_keys,
         secret=secret,
-        passwords=passwords or Passwords(settings.argon2),
+        passwords=passwords or Passwords(settings.argon2, slots=hashing_slots(settings)),
         lockout=settings.lockout,
         login_failure_floor=settings.login_failure_floor_ms / 1000,
     )
@@ -118,6 +111,11 @@ def build(settings: Settings, *, init: bool | None = False, passwords: Passwords
         secret=secret,
         checkpoint_keys=checkpoint_keys(settings, secret),
     )
+
+
+def hashing_slots(settings: Settings) -> HashingSlots:
+    """Shared by the API processes of this host through lock files in the data directory."""
+    return HashingSlots(settings.hashing_cores, Path(settings.data_dir) / "hashing")
 
 
 def initialise(settings: Settings, engine: Engine, projections: dict[str, Projection]) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from domain.values import Lockout
 from eventstore.audit_chain.note import VerifierKey, is_valid_key_name
 from eventstore.database import Database, DatabaseUrlError
-from eventstore.passwords import Argon2Parameters
+from eventstore.passwords import Argon2Parameters, hashing_cores
 
 
 class SettingsError(ValueError):
@@ -28,6 +28,7 @@ class Settings:
     data_dir: Path
     secret_key: bytes | None
     argon2: Argon2Parameters
+    hashing_cores: int
     lockout: Lockout
     host: str
     port: int
@@ -85,6 +86,7 @@ class Settings:
                 time_cost=number("ARGON2_TIME_COST", 2, 1, 100),
                 parallelism=number("ARGON2_PARALLELISM", 1, 1, 64),
             ),
+            hashing_cores=number("HASHING_CORES", hashing_cores(), 1, 1024),
             lockout=Lockout(
                 max_failures=number("LOCKOUT_MAX_FAILURES", 5, 1, 1000),
                 seconds=number("LOCKOUT_SECONDS", 15 * 60, 1, 365 * 24 * 3600),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
+import anyio
 import msgspec
 from litestar import Controller, Response, delete, get, patch, post
 from litestar.params import Parameter
@@ -99,12 +100,17 @@ class UsersController(Controller):
             pagination=page_info(rows, total, page=page, per_page=per_page, after=after),
         )
 
-    @get("/me", sync_to_thread=True)
-    def get_me(
+    @get("/me")
+    async def get_me(
         self, services: Services, principal: Principal, min_position: MinPosition = None
     ) -> One[UserOut]:
-        services.store_at(min_position)
-        return One(data=user_from_aggregate(services.identity.get_user(principal.user_id)))
+        """From memory when the process holds the caller's current state (it usually does)."""
+        if min_position is not None:
+            await anyio.to_thread.run_sync(services.store_at, min_position)
+        user = services.identity.cached_user(principal.user_id)
+        if user is None:
+            user = await anyio.to_thread.run_sync(services.identity.get_user, principal.user_id)
+        return One(data=user_from_aggregate(user))
 
     @patch("/me", sync_to_thread=True)
     def update_me(

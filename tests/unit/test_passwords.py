@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
+from pathlib import Path
+
 import pytest
 
-from eventstore.passwords import Argon2Parameters, Passwords
+from eventstore.passwords import Argon2Parameters, HashingSlots, Passwords, hashing_cores
 
 FAST = Argon2Parameters(memory_kib=1024, time_cost=1, parallelism=1)
 
@@ -92,7 +95,8 @@ def test_no_more_hashes_run_at_once_than_there_are_slots() -> None:
     import threading
     import time
 
-    passwords = Passwords(Argon2Parameters(memory_kib=1024, time_cost=1, parallelism=1), slots=2)
+    fast = Argon2Parameters(memory_kib=1024, time_cost=1, parallelism=1)
+    passwords = Passwords(fast, slots=HashingSlots(2))
     running, most, lock = 0, 0, threading.Lock()
     stored = passwords.hash("Correct-Horse-9")
     real = passwords._hasher
@@ -115,3 +119,38 @@ def test_no_more_hashes_run_at_once_than_there_are_slots() -> None:
     for thread in threads:
         thread.join()
     assert most == 2
+
+
+def _hold_a_slot(directory: str, log: str) -> None:
+    import time
+
+    slots = HashingSlots(1, Path(directory))
+    for _ in range(3):
+        with slots.held():
+            started = time.monotonic()
+            time.sleep(0.05)
+            with open(log, "a") as file:
+                file.write(f"{started} {time.monotonic()}\n")
+
+
+def test_the_processes_of_one_host_share_its_hashing_slots(tmp_path: Path) -> None:
+    """Two API processes with one slot between them: their hashes never overlap (a login
+    flood leaves the other cores to the other requests)."""
+    import multiprocessing
+
+    log = tmp_path / "held.log"
+    context = multiprocessing.get_context("spawn")
+    arguments = (str(tmp_path / "slots"), str(log))
+    processes = [context.Process(target=_hold_a_slot, args=arguments) for _ in range(2)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(30)
+        assert process.exitcode == 0
+    intervals = sorted(tuple(map(float, line.split())) for line in log.read_text().splitlines())
+    assert len(intervals) == 6
+    assert all(earlier[1] <= later[0] for earlier, later in itertools.pairwise(intervals))
+
+
+def test_hashing_leaves_one_core_to_everything_else() -> None:
+    assert hashing_cores(2) == 1 and hashing_cores(8) == 7 and hashing_cores(1) == 1
