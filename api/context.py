@@ -121,26 +121,31 @@ def request_context_middleware(
                 try:
                     await app(scope, receive, send_with_id)
                 finally:
-                    method = str(scope.get("method", ""))
-                    access_log.info(
-                        "%s %s %s",
-                        method,
-                        scope["path"],
-                        status,
-                        extra={
-                            "request_id": request_id,
-                            "method": method,
-                            "path": scope["path"],  # never the query string: it may carry tokens
-                            "status": status,
-                            "duration_ms": round((time.monotonic() - started) * 1000, 1),
-                            "actor_id": context.actor_id,
-                            "credential_id": context.credential_id,
-                        },
-                    )
+                    if access_log.isEnabledFor(logging.INFO):
+                        _log_access(scope, status, request_id, started, context)
 
         return handle
 
     return middleware
+
+
+def _log_access(scope: Scope, status: int, request_id: str, started: float, context: AuditContext) -> None:
+    method = str(scope.get("method", ""))
+    access_log.info(
+        "%s %s %s",
+        method,
+        scope["path"],
+        status,
+        extra={
+            "request_id": request_id,
+            "method": method,
+            "path": scope["path"],  # never the query string: it may carry tokens
+            "status": status,
+            "duration_ms": round((time.monotonic() - started) * 1000, 1),
+            "actor_id": context.actor_id,
+            "credential_id": context.credential_id,
+        },
+    )
 
 
 async def _unavailable(send: Send, request_id: str) -> None:

@@ -224,10 +224,17 @@ class Deployment:
             raise RuntimeError(f"ledgerline {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
         return done.stdout
 
-    def start(self, name: str, *args: str, port: int | None = None, module: str | None = None) -> Process:
+    def start(
+        self,
+        name: str,
+        *args: str,
+        port: int | None = None,
+        module: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> Process:
         """``ledgerline ARGS``; ``module``: ``python -m MODULE ARGS`` instead (a bench-only entry
-        point of this repository, e.g. ``bench.tree_off``)."""
-        env = dict(self.env)
+        point of this repository, e.g. ``bench.tree_off``); ``env``: settings of its own."""
+        env = {**self.env, **(env or {})}
         if port is not None:
             env["LEDGERLINE_PORT"] = str(port)
         program = [str(BIN / "ledgerline")]
@@ -238,11 +245,11 @@ class Deployment:
         self.processes.append(process)
         return process
 
-    def serve(self, name: str, *, module: str | None = None) -> Process:
+    def serve(self, name: str, *, module: str | None = None, env: dict[str, str] | None = None) -> Process:
         """A ``serve`` on a free port, answering; started once more if it could not come up for
         want of connections (PostgreSQL is shared: other runs may hold most of its 100)."""
         for tries in (1, 2):
-            process = self.start(name, "serve", port=free_port(), module=module)
+            process = self.start(name, "serve", port=free_port(), module=module, env=env)
             try:
                 process.wait_ready()
                 return process

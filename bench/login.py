@@ -1,6 +1,7 @@
 """login_ratio: password logins/s through POST /auth/login from concurrent clients, next to raw
-Argon2id verifications/s at the configured parameters from as many threads of one process (the
-server is one process); and GET /users/me p99 while the logins run against that p99 when idle.
+Argon2id verifications/s at the configured parameters on the cores the server gives to hashing
+(LEDGERLINE_HASHING_CORES, default all but one: one thread per hashing core); and GET /users/me
+p99 while the logins run against that p99 when idle.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import time
 from bench.harness import Figure, Process
 from bench.measure import CpuMeter, Wrk, lua_strings, profiled, run_together
 from bench.reads import get_load
-from eventstore.passwords import Argon2Parameters, Passwords
+from eventstore.passwords import Argon2Parameters, HashingSlots, Passwords
 
 CLIENTS = 8
 PROBE_CONNECTIONS = 2
@@ -30,7 +31,7 @@ PROBE_LUA_DELAY = f"\nfunction delay() return {PROBE_DELAY_MS} end\n"
 
 
 def argon2_verify_rate(parameters: Argon2Parameters, threads: int, seconds: float) -> float:
-    passwords = Passwords(parameters)
+    passwords = Passwords(parameters, slots=HashingSlots(threads))
     stored = passwords.hash("Bench-pass-1!")
     counts = [0] * threads
     end = time.monotonic() + seconds
@@ -54,9 +55,10 @@ def measure(
     password: str,
     probe_key: str,
     parameters: Argon2Parameters,
+    hashing_cores: int,
     seconds: float,
 ) -> Figure:
-    before = argon2_verify_rate(parameters, CLIENTS, seconds / 2)
+    before = argon2_verify_rate(parameters, hashing_cores, seconds / 2)
     at_cores = argon2_verify_rate(parameters, os.cpu_count() or 1, seconds / 2)
 
     def probe(duration: float) -> Wrk:
@@ -77,7 +79,7 @@ def measure(
         loaded, probe_loaded = run_together([logins(seconds), probe(seconds)])
     loaded.check("logins", tolerance=0)
     probe_loaded.check("GET probe (under logins)")
-    after = argon2_verify_rate(parameters, CLIENTS, seconds / 2)  # the machine is shared: both sides
+    after = argon2_verify_rate(parameters, hashing_cores, seconds / 2)  # the machine is shared: both sides
     baseline = (before + after) / 2
     p99_ratio = probe_loaded.p99_ms / idle.p99_ms
     return Figure(
@@ -95,10 +97,11 @@ def measure(
             "argon2": f"m={parameters.memory_kib} KiB, t={parameters.time_cost}, p={parameters.parallelism}",
             "argon2_verify_per_s_before_after": [round(before, 1), round(after, 1)],
             "argon2_verify_per_s_one_thread_per_core": round(at_cores, 1),
+            "hashing_cores": hashing_cores,
             "notes": f"{CLIENTS} wrk clients logging in (own user each) against one `ledgerline serve` "
             "started with LEDGERLINE_LOGIN_RATE_LIMIT=0 (the per-client limit would otherwise "
-            f"answer 429); baseline: Argon2id verify in {CLIENTS} threads of one process (mean of a "
-            f"run before and one after); GET "
+            f"answer 429); baseline: Argon2id verify in {hashing_cores} thread(s), one per core the "
+            "server gives to hashing (LEDGERLINE_HASHING_CORES; mean of a run before and one after); GET "
             f"probe: {PROBE_CONNECTIONS} connections of GET /api/v1/users/me, {PROBE_DELAY_MS} ms "
             "between requests, idle vs during the logins",
         },

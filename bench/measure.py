@@ -222,6 +222,7 @@ def profiled(process: Process, name: str, seconds: float) -> Iterator[None]:
     RESULTS.mkdir(exist_ok=True)
     argv = [str(BIN / "py-spy"), "record", "--pid", str(process.pid), "--duration", str(max(1, int(seconds)))]
     argv += [
+        "--subprocesses",  # the API's worker processes (LEDGERLINE_WORKERS)
         "--gil",
         "--format",
         "raw",

@@ -78,6 +78,43 @@ def auth_overhead(server: Process, keys: list[str], seconds: float) -> Figure:
     )
 
 
+def framework(server: Process, quiet: Process, bare: Process, keys: list[str], seconds: float) -> Figure:
+    """GET /users/me with a key against a bare Litestar app's JSON answer (``bench.bare``),
+    served the same way; the value with the access log on (as shipped) and off (``quiet``)."""
+    runs: dict[str, Load] = {}
+    cores: dict[str, dict[str, float]] = {}
+    for name, target, path, credentials in (
+        ("bare", bare, "/health", []),
+        ("me", server, "/api/v1/users/me", keys),
+        ("me_no_access_log", quiet, "/api/v1/users/me", keys),
+        ("health_no_access_log", quiet, "/health", []),
+    ):
+        get_load(target, [path], credentials, connections=READ_CLIENTS, seconds=2).run()  # warm-up
+        with CpuMeter(server=target.pid) as cpu:
+            load = get_load(target, [path], credentials, connections=READ_CLIENTS, seconds=seconds)
+            runs[name] = load.run().check(f"{name}: GET {path}")
+        cores[name] = cpu.cores
+    bare_rps = runs["bare"].rps
+    return Figure(
+        "framework_ratio",
+        runs["me"].rps,
+        "requests/s",
+        "ratio >= 0.5",
+        baseline=bare_rps,
+        extra={
+            "ratio_access_log_off": round(runs["me_no_access_log"].rps / bare_rps, 3),
+            "health_ratio_access_log_off": round(runs["health_no_access_log"].rps / bare_rps, 3),
+            **{name: run.summary() for name, run in runs.items()},
+            "cpu_cores": cores,
+            "notes": f"wrk, {READ_CLIENTS} connections on 2 threads; value: GET /api/v1/users/me with "
+            f"X-API-Key ({len(keys)} keys) against `ledgerline serve` as shipped (JSON access log on); "
+            "baseline: `python -m bench.bare` (a Litestar app answering a small msgspec struct, uvicorn, "
+            "the same workers and socket options, no access log); *_no_access_log: a second serve "
+            "with LEDGERLINE_ACCESS_LOG=false",
+        },
+    )
+
+
 # ---- state as of a version ----------------------------------------------------------------
 
 

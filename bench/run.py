@@ -41,8 +41,8 @@ from ledgerline.settings import Settings
 from projections.read_side import wait_for_position
 
 FIGURES = (
-    "backfill", "rebuild", "verify", "audit", "proofs", "commands", "auth", "as_of", "revocation", "login",
-    "live", "tree",
+    "backfill", "rebuild", "verify", "audit", "proofs", "commands", "auth", "framework", "as_of",
+    "revocation", "login", "live", "tree",
 )  # fmt: skip
 BULK_LOG = {"backfill", "rebuild", "verify", "audit", "proofs"}  # the figures of the bulk-written log
 PASSWORD = "Bench-pass-1!"
@@ -96,6 +96,7 @@ def _figure_of(figure: Figure) -> str:
         "audit_query_p99_ms": "audit",
         "commands_per_s": "commands",
         "auth_overhead_ratio": "auth",
+        "framework_ratio": "framework",
         "as_of_ms": "as_of",
         "revocation_visible_s": "revocation",
         "login_ratio": "login",
@@ -185,6 +186,14 @@ def http_figures(
     if "auth" in wanted:
         say("auth overhead: /health, then /users/me")
         figures.append(attempt(url, lambda: reads.auth_overhead(first, keys, scale.seconds)))
+    if "framework" in wanted:
+        say("framework: a bare Litestar app, then /users/me with the access log on and off")
+        bare = deployment.start("bare", port=free_port(), module="bench.bare")
+        quiet = deployment.serve("serve-quiet", env={"LEDGERLINE_ACCESS_LOG": "false"})
+        bare.wait_ready()
+        figures.append(attempt(url, lambda: reads.framework(first, quiet, bare, keys, scale.seconds)))
+        bare.stop()
+        quiet.stop()
     if "as_of" in wanted:
         with acting_as(AuditContext(actor_type="system", request_id="bench-setup")):
             user_id = identity.register_user(username="history", email="history@example.com",
@@ -204,10 +213,13 @@ def http_figures(
     if "login" in wanted:
         say("logins: Argon2 baseline, idle GET probe, then logins with the probe")
         users = [f"client{n}" for n in range(login.CLIENTS)]
-        parameters = Settings.from_env(deployment.settings).argon2
-        figures.append(
-            attempt(url, lambda: login.measure(first, users, PASSWORD, keys[0], parameters, scale.seconds))
-        )
+        settings = Settings.from_env(deployment.settings)
+        cores = settings.hashing_cores
+
+        def logins() -> Figure:
+            return login.measure(first, users, PASSWORD, keys[0], settings.argon2, cores, scale.seconds)
+
+        figures.append(attempt(url, logins))
     if "live" in wanted:
         say(f"live lag: writing at {live.RATE} events/s for {scale.lag_seconds:.0f}s")
         writers = [writer for writer, _ in clients]

@@ -76,6 +76,7 @@ class DataKeyStore:
         self._engine = engine
         kek = derive_key(secret, "data-key-wrapping")
         self._kek = AESGCM(kek)
+        self.read_table_key = derive_key(secret, "read-table-mac")  # Sealer.vouch
         self.kek_id = hashlib.sha256(kek).hexdigest()[:16]
         self._cache_seconds = cache_seconds
         self._cache: OrderedDict[UUID, tuple[float, Any]] = OrderedDict()
@@ -330,16 +331,22 @@ class AuditEnvelopeAsDict(Transcoding):
 
 class Sealer:
     """Personal data for read tables: sealed like in events, revealed at read time, so an
-    erasure reaches every copy without touching a row."""
+    erasure reaches every copy without touching a row; and rows vouched for (``vouch``)."""
 
     def __init__(self, keys: DataKeyStore) -> None:
         self._transcoding = PersonalDataAsCiphertext(keys)
+        self._keys = keys
 
     def seal(self, data: PersonalData | None) -> str | None:
         if data is None:
             return None
         stored = self._transcoding.encode(data)  # hex and base64 inside: nothing to escape
         return f'{{"v":{stored["v"]},"s":"{stored["s"]}","c":"{stored["c"]}"}}'
+
+    def vouch(self, content: bytes) -> str:
+        """A MAC of a read-table row's content under a key the database does not hold: a row
+        whose MAC fails was not written by a holder of the secret key (hex, 64 characters)."""
+        return hmac.new(self._keys.read_table_key, content, hashlib.sha256).hexdigest()
 
     def preload(self, sealed: Iterable[str]) -> None:
         """Fetch, in one query, the keys that revealing these sealed values will need."""

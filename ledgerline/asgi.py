@@ -18,8 +18,9 @@ from ledgerline.settings import Settings
 
 def create() -> Litestar:
     """The application of one worker process (uvicorn's factory)."""
-    logs.configure()
-    return build_app(build(Settings.from_env(os.environ)))
+    settings = Settings.from_env(os.environ)
+    logs.configure(access=settings.access_log)
+    return build_app(build(settings))
 
 
 def run_workers(settings: Settings) -> None:

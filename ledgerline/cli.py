@@ -221,6 +221,7 @@ def serve() -> None:
     from projections.worker import start_checkpointer, start_workers
 
     settings = _settings()
+    logs.configure(access=settings.access_log)
     if settings.workers > 1 and settings.database.is_sqlite:
         raise SettingsError(
             "LEDGERLINE_WORKERS > 1 needs PostgreSQL (the embedded store runs in one process)"

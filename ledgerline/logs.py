@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import UTC, datetime
+
+import msgspec
 
 from domain.audit import current_audit_context
 
 FIELDS = ("method", "path", "status", "duration_ms", "actor_id", "credential_id")
+_encoder = msgspec.json.Encoder()  # C, and UTF-8 as it is (json.dumps with ensure_ascii=False)
 
 
 class JsonFormatter(logging.Formatter):
@@ -27,10 +29,11 @@ class JsonFormatter(logging.Formatter):
                 line[field] = str(getattr(record, field))
         if record.exc_info:
             line["error"] = self.formatException(record.exc_info)
-        return json.dumps(line, ensure_ascii=False)
+        return _encoder.encode(line).decode()
 
 
-def configure(level: int = logging.INFO) -> None:
+def configure(level: int = logging.INFO, *, access: bool = True) -> None:
+    """JSON lines on standard error; ``access``: one line per request (``ledgerline.access``)."""
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
@@ -38,3 +41,4 @@ def configure(level: int = logging.INFO) -> None:
     root.setLevel(level)
     for noisy in ("uvicorn.access", "httpx", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)  # requests are logged by the API itself
+    logging.getLogger("ledgerline.access").setLevel(logging.INFO if access else logging.WARNING)

@@ -29,6 +29,7 @@ class Settings:
     secret_key: bytes | None
     argon2: Argon2Parameters
     hashing_cores: int
+    access_log: bool
     lockout: Lockout
     host: str
     port: int
@@ -98,6 +99,7 @@ class Settings:
             login_failure_floor_ms=number("LOGIN_FAILURE_FLOOR_MS", 150, 0, 10_000),
             trusted_proxies=_networks(get("TRUSTED_PROXIES", "")),
             allow_registration=_flag("ALLOW_REGISTRATION", get("ALLOW_REGISTRATION", "true")),
+            access_log=_flag("ACCESS_LOG", get("ACCESS_LOG", "true")),
             access_token_lifetime=timedelta(seconds=number("ACCESS_TOKEN_SECONDS", 900, 60, 24 * 3600)),
             usage_flush_seconds=number("USAGE_FLUSH_MS", 2000, 50, 60_000) / 1000,
             audit_signing_key=_secret(

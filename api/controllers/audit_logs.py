@@ -15,7 +15,6 @@ from litestar import Controller, get
 from litestar.di import Provide
 from litestar.exceptions import ValidationException
 from litestar.params import Parameter, QueryParameter
-from sqlalchemy.engine import Connection
 
 from api.authorization import authorize
 from api.controllers.responses import TIME, MinPosition, PageNumber, PerPage
@@ -112,7 +111,7 @@ class AuditLogsController(Controller):
             row = entry(conn, position)
             if row is None:
                 raise NotFoundError("audit_entry", position)
-            _genuine(services, conn, [row])
+            _genuine(services, [row])
         return One(data=audit_entry_from_row(row, services.sealer))
 
     @get("/resource/{resource_type:str}/{resource_id:uuid}", sync_to_thread=True)
@@ -152,10 +151,11 @@ class AuditLogsController(Controller):
         return One(data=AuditStatistics(**counts, top_actors=actors))
 
 
-def _genuine(services: Services, conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """The read table is a cache: a row its stored event contradicts is never served as genuine
-    (503 naming the position: `ledgerline audit verify` lists them, a rebuild mends them)."""
-    forged = services.audit_evidence.forged_in(conn, rows)
+def _genuine(services: Services, rows: list[dict[str, Any]]) -> None:
+    """The read table is a cache: a row not written by the projection (its MAC fails) is never
+    served as genuine (503 naming the position: `ledgerline audit verify` lists the rows their
+    events contradict, a rebuild mends them)."""
+    forged = services.audit_evidence.unvouched(rows)
     if forged:
         raise ForgedEntryError(forged[0])
 
@@ -169,7 +169,7 @@ def _page(
         rows, total = list_page(
             conn, audit, order=paging.order, limit=paging.per_page, skip=skip, cursor=paging.cursor
         )
-        _genuine(services, conn, rows)
+        _genuine(services, rows)
     return Many(
         data=audit_entries_from_rows(rows, services.sealer),
         pagination=page_info(

@@ -1,6 +1,8 @@
 """The audit_log table is a cache: whoever owns the database can rewrite a row of it. Evidence is
 the stored event, so an entry is checked against the one re-derived from its event by the
 projection's own rule (``AuditLogProjection.entry``), before it is exported and in ``verify``.
+Served rows are checked by their MAC (``unvouched``): the projection writes each row with a MAC
+under a key derived from the secret key, which the database does not hold.
 
 Personal data is sealed with a fresh nonce each time, so rows are compared as they are
 presented (personal data revealed, or "[erased]" on both sides once its subject is erased).
@@ -67,6 +69,11 @@ class AuditEvidence:
             for entry in self._comparable(rows)
             if expected.get(entry["position"]) != _canonical(entry)
         ]
+
+    def unvouched(self, rows: Iterable[Any]) -> list[int]:
+        """The positions among ``rows`` whose MAC fails: not written as the projection wrote them
+        (no query: what serving checks; ``forged_in`` re-derives each row from its event)."""
+        return [row["position"] for row in rows if not self._projection.vouched(row)]
 
     def verify(self, engine: Engine) -> EntryReport:
         """Every audit_log row against its event, a keyset page at a time."""

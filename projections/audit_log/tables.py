@@ -30,6 +30,7 @@ def define_audit_log(metadata: sa.MetaData, generation: int) -> sa.Table:
         sa.Column("causation_id", sa.String(128), nullable=True),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("changes", sa.JSON(), nullable=False),  # secrets redacted, personal data sealed
+        sa.Column("mac", sa.String(64), nullable=False),  # AuditLogProjection.vouched
         sa.Index(f"{name}_actor", "actor_id", "position"),
         sa.Index(f"{name}_resource", "resource_type", "resource_id", "position"),
         sa.Index(f"{name}_action", "action", "position"),

@@ -81,3 +81,54 @@ def test_no_proof_is_served_for_an_event_that_is_not_its_leaf(api: Api) -> None:
     response = api.client.get(f"{AUDIT}/{position}/proof", headers=api.as_admin())
     assert response.status_code == 503, response.text
     assert response.json()["type"].endswith("/tree-damaged")
+
+
+def _alter(api: Api, table: sa.Table, position: int, **values: object) -> None:
+    with api.components.engine.begin() as conn:
+        conn.execute(table.update().where(table.c.position == position).values(**values))
+
+
+def test_every_column_of_a_served_row_is_vouched_for(api: Api) -> None:
+    """Issue 12: served rows are checked by their MAC, not re-derived from their events. Any
+    column changed by the table's owner (who lacks the secret key) makes the row forged."""
+    table, position = _alice_registration(api)
+    _projected(api, position)
+    with api.components.engine.connect() as conn:
+        row = dict(conn.execute(sa.select(table).where(table.c.position == position)).mappings().one())
+        other = dict(
+            conn.execute(sa.select(table).where(table.c.position != position).order_by(table.c.position))
+            .mappings()
+            .first()
+            or {}
+        )
+    assert other, "another entry to borrow from"
+    changes = {
+        "action": "user.deleted",
+        "resource_version": row["resource_version"] + 1,
+        "request_id": "forged-request",
+        "status": "failure",
+        "changes": {**row["changes"], "is_superuser": True},
+        "occurred_at": row["occurred_at"].replace(year=2001),
+        "user_agent": other["user_agent"],  # a genuine sealed value of another row
+        "mac": other["mac"],  # a genuine MAC of another row
+    }
+    for column, forged in changes.items():
+        if forged == row[column]:
+            continue
+        _alter(api, table, position, **{column: forged})
+        response = api.client.get(f"{AUDIT}/{position}", headers=api.as_admin())
+        assert response.status_code == 503, (column, response.text)
+        assert response.json()["type"].endswith("/audit-entry-forged")
+        _alter(api, table, position, **{column: row[column]})
+        assert api.client.get(f"{AUDIT}/{position}", headers=api.as_admin()).status_code == 200, column
+
+
+def test_a_genuine_row_moved_to_another_position_is_forged(api: Api) -> None:
+    table, position = _alice_registration(api)
+    _projected(api, position)
+    with api.components.engine.begin() as conn:
+        row = dict(conn.execute(sa.select(table).where(table.c.position == position)).mappings().one())
+        conn.execute(table.delete().where(table.c.position == position))
+        conn.execute(table.insert().values(**{**row, "position": position + 100_000}))
+    response = api.client.get(f"{AUDIT}/{position + 100_000}", headers=api.as_admin())
+    assert response.status_code == 503, response.text
