@@ -264,8 +264,10 @@ class IdentityBase(Application[UUID]):
         generation = self.aggregates.generation if self.aggregates is not None else 0
         recordings = self.save(main, *others)
         if self.aggregates is not None:
-            for saved in (main, *others):  # as they are now stored: the next command needs no read
-                self.aggregates.put(deepcopy(saved), generation)  # type: ignore[arg-type]
+            # As they are now stored: the next command needs no read. Kept as they are (nothing
+            # changes an aggregate after its save; every read takes a copy).
+            for saved in (main, *others):
+                self.aggregates.put(saved, generation)  # type: ignore[arg-type]
         position = max((r.notification.id for r in recordings), default=None)
         return CommandResult(
             main.id, position if position is not None else self.head_position(), main.version, main

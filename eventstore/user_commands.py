@@ -161,9 +161,10 @@ class UserCommands(IdentityBase):
             position = self._change(User, user_id, UserNotFoundError, change, None).position
         except UserErasedError:
             position = self.head_position()
+        finally:
+            for aggregate in touched:  # saved holding the personal data in the clear: not kept
+                self._forget(aggregate.id)
         self.data_keys.erase(user_id)
-        for aggregate in touched:  # saved holding the personal data in the clear: not kept
-            self._forget(aggregate.id)
         with fresh_reads():
             user = self.get_user(user_id)  # as stored now: its personal data reads as erased
         return CommandResult(user.id, position, user.version, user)
