@@ -14,9 +14,10 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
+import anyio
 import psycopg
 from litestar.exceptions import ServiceUnavailableException, ValidationException
 from sqlalchemy.engine import Engine
@@ -36,6 +37,7 @@ from projections.audit_log.queries import MAX_POSITION
 from projections.read_side import positions
 from projections.runner import ErrorSummary
 
+T = TypeVar("T")
 logger = logging.getLogger("ledgerline.api")
 _caller_position: ContextVar[int] = ContextVar("ledgerline_caller_position", default=0)
 # Blocking calls (sync handlers, credential lookups) share anyio's thread pool, of this many
@@ -65,6 +67,15 @@ class Services:
     follower: StreamFollower | None = None  # this process's caches, set by ``create_app``
     waiting: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(WAITERS))
     _read_side_reached: int = 0  # the lowest projection position last seen (they only move on)
+    _password_threads: anyio.CapacityLimiter | None = None
+
+    async def with_password(self, work: Callable[..., T], *args: Any) -> T:
+        """Run ``work`` (a route that hashes or verifies a password) in threads of its own: a
+        login waiting for a hashing slot (``eventstore.passwords.HashingSlots``) never holds one
+        of the threads every other request needs."""
+        if self._password_threads is None:
+            self._password_threads = anyio.CapacityLimiter(HANDLER_THREADS)
+        return await anyio.to_thread.run_sync(work, *args, limiter=self._password_threads)
 
     @cached_property
     def audit_evidence(self) -> AuditEvidence:

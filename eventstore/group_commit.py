@@ -114,6 +114,7 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
         self._leading = False  # a leader is writing; new saves queue for the next group
         self._in_group = threading.local()
         self.tree = TreeAppender("%s")
+        self.abandoned_events = 0  # of groups written one save at a time after all in one failed
 
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         if kwargs.get("tracking") is not None:
@@ -218,12 +219,14 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
         any of them fails, it is rolled back and False says: write them one by one, so that
         only the saves that fail get an error."""
         events = [event for save in group for event in save.events]
+        self._in_group.together = True
         try:
             savepoints.execute(_SAVEPOINT)
             self._insert_stored_events(curs, events)
             pipeline.sync()
             ids = self._fetch_ids_after_insert_events(curs, events)
         except Exception as error:
+            self.abandoned_events += len(events)
             with contextlib.suppress(psycopg.Error):
                 pipeline.sync()
             if header.statusmessage != "NOTIFY" or isinstance(
@@ -233,6 +236,8 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
             savepoints.execute(_ROLLBACK)
             pipeline.sync()
             return False
+        finally:
+            self._in_group.together = False
         assert ids is not None and len(ids) == len(events)
         start = 0
         for save in group:

@@ -34,6 +34,8 @@ class JsonFormatter(logging.Formatter):
 
 def configure(level: int = logging.INFO, *, access: bool = True) -> None:
     """JSON lines on standard error; ``access``: one line per request (``ledgerline.access``)."""
+    logging._srcfile = None  # no caller lookup per record (the logging HOWTO's optimisation)
+    logging.logProcesses = logging.logMultiprocessing = False
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()

@@ -23,21 +23,15 @@ class AuthController(Controller):
     tags = ["auth"]
     guards = [authorize]
 
-    @post("/register", sync_to_thread=True, status_code=201)
-    def register(self, data: RegisterUser, services: Services) -> Response[Any]:
+    @post("/register", status_code=201)
+    async def register(self, data: RegisterUser, services: Services) -> Response[Any]:
         if not services.allow_registration:
             raise PermissionDeniedException("self-registration is turned off")
-        result = services.identity.register_user(
-            username=data.username, email=data.email, password=data.password, full_name=data.full_name
-        )
-        user = user_from_aggregate(result.aggregate)
-        return written(user, result, status=201, location=f"/api/v1/users/{result.id}")
+        return await services.with_password(_register, services, data)
 
-    @post("/login", sync_to_thread=True, status_code=200)
-    def login(self, data: Login, services: Services) -> Response[Any]:
-        client = current_audit_context().ip_address or "unknown"
-        services.login_limiter.check(f"ip:{client}", login_subject(services.identity, data.username))
-        return _tokens(services, services.identity.log_in(data.username, data.password))
+    @post("/login", status_code=200)
+    async def login(self, data: Login, services: Services) -> Response[Any]:
+        return await services.with_password(_log_in, services, data)
 
     @post("/refresh", sync_to_thread=True, status_code=200)
     def refresh(self, data: Refresh, services: Services) -> Response[Any]:
@@ -52,6 +46,20 @@ class AuthController(Controller):
         return Response(
             None, status_code=204, headers={"X-Event-Position": str(position)}, media_type="text/plain"
         )
+
+
+def _register(services: Services, data: RegisterUser) -> Response[Any]:
+    result = services.identity.register_user(
+        username=data.username, email=data.email, password=data.password, full_name=data.full_name
+    )
+    user = user_from_aggregate(result.aggregate)
+    return written(user, result, status=201, location=f"/api/v1/users/{result.id}")
+
+
+def _log_in(services: Services, data: Login) -> Response[Any]:
+    client = current_audit_context().ip_address or "unknown"
+    services.login_limiter.check(f"ip:{client}", login_subject(services.identity, data.username))
+    return _tokens(services, services.identity.log_in(data.username, data.password))
 
 
 def _tokens(services: Services, session: SessionTokens) -> Response[Any]:

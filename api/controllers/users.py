@@ -37,20 +37,11 @@ class UsersController(Controller):
     tags = ["users"]
     guards = [authorize]
 
-    @post("/", sync_to_thread=True, status_code=201)
-    def create_user(self, data: CreateUser, services: Services, principal: Principal) -> Response[Any]:
+    @post("/", status_code=201)
+    async def create_user(self, data: CreateUser, services: Services, principal: Principal) -> Response[Any]:
         if data.is_superuser:
             check_may_make_superuser(principal)
-        result = services.identity.register_user(
-            username=data.username,
-            email=data.email,
-            password=data.password,
-            full_name=data.full_name,
-            is_superuser=data.is_superuser,
-        )
-        return written(
-            user_from_aggregate(result.aggregate), result, status=201, location=f"{self.path}/{result.id}"
-        )
+        return await services.with_password(_create_user, services, data, self.path)
 
     @get("/", sync_to_thread=True)
     def list_users(
@@ -118,14 +109,11 @@ class UsersController(Controller):
     ) -> Response[Any]:
         return _update_user(services, principal, principal.user_id, data, if_match(if_match_header))
 
-    @post("/me/change-password", sync_to_thread=True, status_code=200)
-    def change_my_password(
+    @post("/me/change-password", status_code=200)
+    async def change_my_password(
         self, data: ChangePassword, services: Services, principal: Principal
     ) -> Response[Any]:
-        result = services.identity.change_password(
-            principal.user_id, current_password=data.current_password, new_password=data.new_password
-        )
-        return written(user_from_aggregate(result.aggregate), result)
+        return await services.with_password(_change_password, services, principal, data)
 
     @get("/by-username/{username:str}", sync_to_thread=True)
     def get_user_by_username(
@@ -224,5 +212,23 @@ def _update_user(
         email=UNCHANGED if data.email is msgspec.UNSET else data.email,
         is_superuser=UNCHANGED if data.is_superuser is msgspec.UNSET else data.is_superuser,
         expected_version=expected_version,
+    )
+    return written(user_from_aggregate(result.aggregate), result)
+
+
+def _create_user(services: Services, data: CreateUser, path: str) -> Response[Any]:
+    result = services.identity.register_user(
+        username=data.username,
+        email=data.email,
+        password=data.password,
+        full_name=data.full_name,
+        is_superuser=data.is_superuser,
+    )
+    return written(user_from_aggregate(result.aggregate), result, status=201, location=f"{path}/{result.id}")
+
+
+def _change_password(services: Services, principal: Principal, data: ChangePassword) -> Response[Any]:
+    result = services.identity.change_password(
+        principal.user_id, current_password=data.current_password, new_password=data.new_password
     )
     return written(user_from_aggregate(result.aggregate), result)

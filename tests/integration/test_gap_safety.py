@@ -54,6 +54,7 @@ class Injector:
         self._lock = threading.Lock()
         self.calls = 0
         self.rollbacks = 0
+        self.absorbed = 0
 
     def install(self, identity: Identity) -> None:
         recorder: Any = identity.recorder
@@ -61,11 +62,15 @@ class Injector:
 
         def insert_with_delay(curs: Any, stored_events: Any, **kwargs: Any) -> None:
             original(curs, stored_events, **kwargs)  # lock taken, positions drawn, rows inserted
+            together = getattr(recorder._in_group, "together", False)  # a group's saves in one INSERT
             with self._lock:
                 delay = self._random.uniform(0, MAX_DELAY)
                 fail = self._random.random() < ROLLBACK_RATE
                 self.calls += 1
-                self.rollbacks += fail
+                # A group's INSERT that fails is rolled back and its saves written one by one (each
+                # drawn again here): only a save's own failure reaches its caller.
+                self.rollbacks += fail and not together
+                self.absorbed += fail and together
             time.sleep(delay)  # still inside the transaction, holding the table lock
             if fail:
                 curs.execute(f"DO $$ BEGIN RAISE EXCEPTION '{INJECTED}'; END $$")

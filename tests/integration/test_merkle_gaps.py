@@ -102,7 +102,10 @@ def test_a_save_refused_inside_a_group_leaves_void_leaves_between_its_neighbours
     assert groups.sizes == [1, 3]
     assert isinstance(outcomes[1], IntegrityError)
     skipped = assert_gaps_are_void_leaves(postgres)
-    assert outcomes[0][0] < min(skipped) <= max(skipped) < outcomes[2][0]  # inside the group's extension
+    # Inside the group's extension: its one INSERT's positions (rolled back when a member failed),
+    # then the failed member's own, all between the leader's and the last member's.
+    assert outcomes[-1][0] < min(skipped) <= max(skipped) < outcomes[2][0]
+    assert outcomes[0][0] < outcomes[2][0] and isinstance(outcomes[1], IntegrityError)
 
 
 def test_an_event_slipped_into_a_gap_is_found_there(postgres: Components) -> None:
