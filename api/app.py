@@ -15,6 +15,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
+from api.access_log import AccessLog
 from api.authorization import principal_of
 from api.bodies import StrictRequest
 from api.breaker import DatabaseBreaker
@@ -46,6 +47,7 @@ def create_app(
     follower = services.follower = StreamFollower(services.identity, cache, stop)
     current = CurrentState(follower, shared_head(services.identity, services.database))
     authenticator = Authenticator(services.identity, services.tokens, cache)
+    access_log = AccessLog()
     networks = [ipaddress.ip_network(proxy, strict=False) for proxy in trusted_proxies]
     usage = UsageRecorder(services.identity, stop, interval=services.usage_flush_seconds)
     breaker = DatabaseBreaker(probe=services.database_answers, recover=services.drop_dead_connections)
@@ -63,6 +65,7 @@ def create_app(
             stop.set()  # the usage flusher writes what it counted, then ends
             await anyio.to_thread.run_sync(usage.join, 30)
             await current.head.close()
+            access_log.flush()
 
     def principal(request: Request[Any, Any, Any], services: Services) -> Principal:
         """Takes ``services`` so that Litestar resolves the two one after the other: dependencies
@@ -85,7 +88,7 @@ def create_app(
             "services": Provide(lambda: services, sync_to_thread=False),
             "principal": Provide(principal, sync_to_thread=False),
         },
-        middleware=[request_context_middleware(authenticator, current, networks, usage, breaker)],
+        middleware=[request_context_middleware(authenticator, current, access_log, networks, usage, breaker)],
         state=State({"breaker": breaker}),
         exception_handlers={Exception: problem_response},
         lifespan=[lifespan],

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import logging
 import re
 import time
 import uuid
@@ -25,6 +24,7 @@ from litestar.types import (
     Send,
 )
 
+from api.access_log import AccessLog
 from api.breaker import DATABASE_UNAVAILABLE, DatabaseBreaker
 from api.follower import StreamFollower
 from api.head import SharedHead
@@ -34,7 +34,6 @@ from api.usage import UsageRecorder
 from domain.audit import AuditContext, acting_as
 from domain.errors import AuthenticationError
 
-access_log = logging.getLogger("ledgerline.access")
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 PRINCIPAL = "ledgerline.principal"
 AUTH_ERROR = "ledgerline.auth_error"
@@ -75,6 +74,7 @@ UNGUARDED = ("/health", "/live", "/ready", "/api/v1/health", "/api/v1/live", "/a
 def request_context_middleware(
     authenticator: Authenticator,
     current: CurrentState,
+    access_log: AccessLog,
     trusted_proxies: Sequence[Any],
     usage: UsageRecorder,
     breaker: DatabaseBreaker,
@@ -121,31 +121,20 @@ def request_context_middleware(
                 try:
                     await app(scope, receive, send_with_id)
                 finally:
-                    if access_log.isEnabledFor(logging.INFO):
-                        _log_access(scope, status, request_id, started, context)
+                    if access_log.enabled:
+                        access_log.record(
+                            method=str(scope.get("method", "")),
+                            path=scope["path"],
+                            status=status,
+                            duration_ms=(time.monotonic() - started) * 1000,
+                            request_id=request_id,
+                            actor_id=context.actor_id,
+                            credential_id=context.credential_id,
+                        )
 
         return handle
 
     return middleware
-
-
-def _log_access(scope: Scope, status: int, request_id: str, started: float, context: AuditContext) -> None:
-    method = str(scope.get("method", ""))
-    access_log.info(
-        "%s %s %s",
-        method,
-        scope["path"],
-        status,
-        extra={
-            "request_id": request_id,
-            "method": method,
-            "path": scope["path"],  # never the query string: it may carry tokens
-            "status": status,
-            "duration_ms": round((time.monotonic() - started) * 1000, 1),
-            "actor_id": context.actor_id,
-            "credential_id": context.credential_id,
-        },
-    )
 
 
 async def _unavailable(send: Send, request_id: str) -> None:

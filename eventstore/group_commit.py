@@ -55,6 +55,7 @@ from eventsourcing.postgres import PostgresAggregateRecorder, PostgresApplicatio
 from eventsourcing.utils import retry
 from psycopg import Cursor
 from psycopg.rows import DictRow
+from psycopg.sql import SQL, Composable, Identifier
 
 from eventstore.audit_chain.records import StoredRecord
 from eventstore.audit_chain.tree import TreeAppender
@@ -109,6 +110,11 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
         super().__init__(*args, **kwargs)
         if self.datastore.enable_db_functions:
             raise NotSupportedError("POSTGRES_ENABLE_DB_FUNCTIONS would commit events outside the tree")
+        # The library's statements, rendered once: psycopg would walk each composed one again
+        # on every execution.
+        self.insert_events_statement = _rendered(self.insert_events_statement)
+        self.lock_table_statements = [_rendered(statement) for statement in self.lock_table_statements]
+        self._notify = _rendered(SQL("NOTIFY {0}").format(Identifier(self.channel_name)))
         self._queue: deque[_Save] = deque()
         self._queue_lock = threading.Lock()
         self._leading = False  # a leader is writing; new saves queue for the next group
@@ -270,6 +276,9 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
             pipeline.sync()
             save.ids, save.error = None, _translate(error)
 
+    def _notify_channel(self, curs: Cursor[DictRow]) -> None:
+        curs.execute(self._notify)
+
     def _insert_stored_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> None:
@@ -284,6 +293,10 @@ class OneSaveRecorder(GroupCommitRecorder):
     its events and their leaves still one transaction."""
 
     max_group_saves = 1
+
+
+def _rendered(statement: Any) -> Any:
+    return statement.as_bytes(None) if isinstance(statement, Composable) else statement
 
 
 def _records(group: list[_Save]) -> list[StoredRecord]:

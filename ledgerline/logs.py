@@ -9,7 +9,6 @@ import msgspec
 
 from domain.audit import current_audit_context
 
-FIELDS = ("method", "path", "status", "duration_ms", "actor_id", "credential_id")
 _encoder = msgspec.json.Encoder()  # C, and UTF-8 as it is (json.dumps with ensure_ascii=False)
 
 
@@ -24,9 +23,6 @@ class JsonFormatter(logging.Formatter):
         request_id = getattr(record, "request_id", None) or current_audit_context().request_id
         if request_id:
             line["request_id"] = request_id
-        for field in FIELDS:
-            if hasattr(record, field):
-                line[field] = str(getattr(record, field))
         if record.exc_info:
             line["error"] = self.formatException(record.exc_info)
         return _encoder.encode(line).decode()
