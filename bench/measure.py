@@ -223,6 +223,7 @@ def profiled(process: Process, name: str, seconds: float) -> Iterator[None]:
     argv = [str(BIN / "py-spy"), "record", "--pid", str(process.pid), "--duration", str(max(1, int(seconds)))]
     argv += [
         "--subprocesses",  # the API's worker processes (LEDGERLINE_WORKERS)
+        "--nonblocking",  # never pauses the process: its throughput stays what it would be
         "--gil",
         "--format",
         "raw",

@@ -184,9 +184,11 @@ def http_figures(
         say(f"commands: raw INSERT + COMMIT baseline, then over HTTP ({scale.seconds:.0f}s each)")
         figures.append(attempt(url, lambda: writes.measure(first, projector, keys, url, scale.seconds)))
     if "auth" in wanted:
+        projector.wait_idle()  # done with what the figures before wrote: it would share the cores
         say("auth overhead: /health, then /users/me")
         figures.append(attempt(url, lambda: reads.auth_overhead(first, keys, scale.seconds)))
     if "framework" in wanted:
+        projector.wait_idle()
         say("framework: a bare Litestar app, then /users/me with the access log on and off")
         bare = deployment.start("bare", port=free_port(), module="bench.bare")
         quiet = deployment.serve("serve-quiet", env={"LEDGERLINE_ACCESS_LOG": "false"})
@@ -211,6 +213,7 @@ def http_figures(
         figures.append(attempt(url, lambda: reads.revocation(first, second, admin_key, scale.revocations)))
         second.stop()  # its pooled connections are not needed any more
     if "login" in wanted:
+        projector.wait_idle()
         say("logins: Argon2 baseline, idle GET probe, then logins with the probe")
         users = [f"client{n}" for n in range(login.CLIENTS)]
         settings = Settings.from_env(deployment.settings)
