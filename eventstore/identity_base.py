@@ -11,7 +11,12 @@ from datetime import datetime
 from typing import TypeVar
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application, project_aggregate
+from eventsourcing.application import (
+    AggregateNotFoundError,
+    Application,
+    ProcessingEvent,
+    project_aggregate,
+)
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import EventStore, JSONTranscoder, Transcoder
 
@@ -91,6 +96,23 @@ class IdentityBase(Application[UUID]):
         read it, do not change it); None means: read it with ``get_user``."""
         user = None if self.aggregates is None else self.aggregates.current(user_id)
         return user if isinstance(user, User) else None
+
+    def _take_snapshots(self, processing_event: ProcessingEvent[UUID]) -> None:
+        """Snapshots of what the save just stored, from the aggregate in hand (the library reads
+        it back from the store first); one saved past the snapshot's version is read back."""
+        if not self.snapshots or not self.snapshotting_intervals:
+            return
+        for event in processing_event.events:
+            aggregate = processing_event.aggregates.get(event.originator_id)
+            interval = None if aggregate is None else self.snapshotting_intervals.get(type(aggregate))
+            if aggregate is None or interval is None or event.originator_version % interval:
+                continue
+            if aggregate.version != event.originator_version:
+                self.take_snapshot(event.originator_id, version=event.originator_version)
+                continue
+            snapshot_class = getattr(type(aggregate), "Snapshot", type(self).snapshot_class)
+            assert snapshot_class is not None, "the library's Snapshot is the default"
+            self.snapshots.put([snapshot_class.take(aggregate)])
 
     def construct_snapshot_store(self) -> EventStore[UUID]:
         """Snapshots carry a MAC the database cannot forge; one that fails it is replayed past."""
