@@ -177,7 +177,11 @@ class CurrentState:
 
     async def reach_head(self) -> None:
         head = await self.head.position()
-        if self.follower.position < head:  # other processes wrote: read what they wrote
+        if self.follower.position >= head:
+            return
+        # Other processes wrote: read what they wrote (on the loop where the head's connection
+        # can, else, or while another thread reads, in a worker thread).
+        if self.head.read_page is None or not await self.follower.reach(head, self.head.read_page):
             await anyio.to_thread.run_sync(self.follower.catch_up, head)
 
 

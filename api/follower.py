@@ -28,6 +28,7 @@ from uuid import UUID
 import msgspec
 from eventsourcing.persistence import Notification
 
+from api.head import ReadPage
 from api.security import CredentialCache
 from domain.sessions import Session
 from domain.users import User
@@ -115,6 +116,22 @@ class StreamFollower(threading.Thread):
                 )
                 self._apply(page)
                 self.position = target if len(page) < PAGE else page[-1].id
+
+    async def reach(self, target: int, read_page: ReadPage) -> bool:
+        """``catch_up`` on the event loop, reading with ``read_page`` (no worker thread); False
+        when another thread is catching up at this moment (then wait for it in a thread)."""
+        if self.position >= target:
+            return True
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
+            while self.position < target:
+                page = await read_page(self.position, target, PAGE)
+                self._apply(page)
+                self.position = target if len(page) < PAGE else page[-1].id
+            return True
+        finally:
+            self._lock.release()
 
     def last_write_of(self, actor_id: UUID) -> int:
         """The position of the actor's newest event this follower has read; for an actor with

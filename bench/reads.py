@@ -72,6 +72,9 @@ def auth_overhead(server: Process, keys: list[str], seconds: float) -> Figure:
             "me": runs["me"].summary(),
             "health": runs["health"].summary(),
             "cpu_cores": cores,
+            "cpu_ms_per_request": {
+                name: round(1000 * cores[name]["server"] / runs[name].rps, 3) for name in runs
+            },
             "notes": f"wrk, {READ_CLIENTS} connections on 2 threads; value: GET /api/v1/users/me "
             f"with X-API-Key ({len(keys)} keys), baseline: GET /health",
         },

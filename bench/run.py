@@ -187,6 +187,13 @@ def http_figures(
         projector.wait_idle()  # done with what the figures before wrote: it would share the cores
         say("auth overhead: /health, then /users/me")
         figures.append(attempt(url, lambda: reads.auth_overhead(first, keys, scale.seconds)))
+    by_key = {figure.key: figure for figure in figures}
+    if "commands_per_s" in by_key and "auth_overhead_ratio" in by_key:  # the CPU bar: <= 2x
+        commands, auth = by_key["commands_per_s"], by_key["auth_overhead_ratio"]
+        per_command = 1000 * commands.extra["cpu_cores"]["server"] / commands.value
+        per_health = auth.extra["cpu_ms_per_request"]["health"]
+        commands.extra["cpu_ms_per_command"] = round(per_command, 3)
+        commands.extra["cpu_per_command_vs_health"] = round(per_command / per_health, 1)
     if "framework" in wanted:
         projector.wait_idle()
         say("framework: a bare Litestar app, then /users/me with the access log on and off")
