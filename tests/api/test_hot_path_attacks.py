@@ -74,10 +74,11 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
         "LEDGERLINE_USAGE_FLUSH_MS": "100",
         "LEDGERLINE_LOGIN_RATE_LIMIT": "0",
         "LEDGERLINE_HASHING_CORES": "1",  # one slot on the host: lock file DATA_DIR/hashing/...-0
+        "LEDGERLINE_POOL_SIZE": "3",  # the PostgreSQL server's ~100 connections are shared
     }
     # The test process hashes in slots of its own: it holds the servers' slot in one test.
     store = build(
-        settings_for(url, data_dir, LEDGERLINE_POOL_SIZE="3"), init=True, passwords=Passwords(FAST_ARGON2)
+        settings_for(url, data_dir, LEDGERLINE_POOL_SIZE="2"), init=True, passwords=Passwords(FAST_ARGON2)
     )
     try:
         admin = store.identity.register_user(
@@ -85,7 +86,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
         )
         admin_key = store.identity.issue_api_key(admin.id, name="admin", permissions={"*": True}).key
         project_env = {**os.environ, "LEDGERLINE_DATABASE_URL": url, "LEDGERLINE_SECRET_KEY": TEST_SECRET,
-                       "LEDGERLINE_DATA_DIR": str(data_dir), "LEDGERLINE_POOL_SIZE": "3"}  # fmt: skip
+                       "LEDGERLINE_DATA_DIR": str(data_dir), "LEDGERLINE_POOL_SIZE": "2"}  # fmt: skip
         log = (data_dir / "project.log").open("wb")
         projector = subprocess.Popen([LEDGERLINE, "project"], env=project_env, stdout=log, stderr=log)
         try:
