@@ -149,6 +149,8 @@ class StreamFollower(threading.Thread):
                 credentials[originator] = notification.id
             if notification.topic == User.Erased.TOPIC:
                 self.identity.data_keys.forget(originator)
+                if self.identity.aggregates is not None:
+                    self.identity.aggregates.erase_subject(originator)
             actor = actor_of(notification.state)
             if actor is not None:
                 self._last_writes[actor] = notification.id

@@ -30,6 +30,7 @@ class AggregateCache:
         self._newest: dict[UUID, int] = {}  # id -> newest version the follower has seen
         self._lock = threading.Lock()
         self._maxsize = max(1, maxsize)
+        self._erased: set[UUID] = set()  # data subjects erased: nothing of theirs is kept
         self.generation = 0  # moves when _newest is forgotten: loads begun before are not kept
         self.followed = False  # set by the process's follower: entries are then trusted
 
@@ -48,11 +49,22 @@ class AggregateCache:
         with self._lock:
             return self._entries.get(aggregate_id)
 
+    def erase_subject(self, subject_id: UUID) -> None:
+        """The subject's data key is (being) destroyed: drop every entry holding their personal
+        data, and keep none from now on. A saved aggregate holds it in the clear (a loaded one
+        decrypts on each read), so after an erasure it must be read back from the store."""
+        with self._lock:
+            self._erased.add(subject_id)
+            for aggregate_id in [i for i, a in self._entries.items() if _subject(a) == subject_id]:
+                del self._entries[aggregate_id]
+
     def put(self, aggregate: Aggregate, generation: int) -> None:
         """Keep ``aggregate`` (read or saved while the cache was at ``generation``) unless the
         stream has shown a newer version of it, or the versions seen since were forgotten."""
         with self._lock:
             if generation != self.generation or self._newest.get(aggregate.id, 0) > aggregate.version:
+                return
+            if _subject(aggregate) in self._erased:
                 return
             held = self._entries.get(aggregate.id)
             if held is not None and held.version > aggregate.version:
@@ -75,6 +87,7 @@ class AggregateCache:
                 if entry is not None and entry.version < version:
                     del self._entries[aggregate_id]
 
-    def forget(self, aggregate_id: UUID) -> None:
-        with self._lock:
-            self._entries.pop(aggregate_id, None)
+
+def _subject(aggregate: Aggregate) -> UUID | None:
+    """Whose personal data the aggregate may hold (``domain.base``)."""
+    return getattr(aggregate, "data_subject_id", None)

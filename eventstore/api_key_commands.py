@@ -12,8 +12,9 @@ from domain.api_keys import ApiKey
 from domain.errors import ApiKeyNotFoundError
 from domain.reservations import Reservation
 from domain.scopes import Credential, check_within
+from domain.users import User
 from eventstore.api_key_tokens import generate_api_key
-from eventstore.commands import UNCHANGED, CommandResult, IssuedKey, utcnow, with_retries
+from eventstore.commands import UNCHANGED, CommandResult, IssuedKey, fresh_reads, utcnow, with_retries
 from eventstore.identity_base import IdentityBase
 
 
@@ -35,7 +36,7 @@ class ApiKeyCommands(IdentityBase):
 
         def attempt() -> IssuedKey:
             check_within(credential, permissions, expires_at)
-            owner = self.get_user(owner_id)
+            owner = self._current_owner(owner_id)
             owner.check_live()
             api_key = ApiKey.issue(
                 key_id=key_id,
@@ -88,13 +89,20 @@ class ApiKeyCommands(IdentityBase):
             if description is not UNCHANGED:
                 api_key.describe(description, now)
             if permissions is not UNCHANGED:
-                owner = self.get_user(api_key.owner_id)
+                owner = self._current_owner(api_key.owner_id)
                 api_key.change_permissions(permissions, owner_is_superuser=owner.is_superuser, now=now)
             if expires_at is not UNCHANGED:
                 api_key.change_expiry(expires_at, now)
             return touched
 
         return self._change(ApiKey, key_id, ApiKeyNotFoundError, change, expected_version)
+
+    def _current_owner(self, owner_id: UUID) -> User:
+        """The owner as stored now: the command decides on them but does not save them, so the
+        append's version check would not catch a deletion or demotion another process made
+        since this process last read the stream."""
+        with fresh_reads():
+            return self.get_user(owner_id)
 
     def rotate_api_key(
         self, key_id: UUID, *, grace_seconds: int = 0, credential: Credential | None = None

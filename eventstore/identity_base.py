@@ -87,9 +87,9 @@ class IdentityBase(Application[UUID]):
         cache.put(aggregate, generation)
         return deepcopy(aggregate)
 
-    def _forget(self, aggregate_id: UUID) -> None:
+    def _erase_subject(self, subject_id: UUID) -> None:
         if self.aggregates is not None:
-            self.aggregates.forget(aggregate_id)
+            self.aggregates.erase_subject(subject_id)
 
     def cached_user(self, user_id: UUID) -> User | None:
         """The user from memory, if the stream's follower vouches for the cached copy (shared:

@@ -15,7 +15,7 @@ from domain.sessions import Session
 from domain.users import User
 from eventstore.api_key_tokens import digest_of
 from eventstore.authentication import Authentication
-from eventstore.commands import CommandResult, utcnow, with_retries
+from eventstore.commands import CommandResult, fresh_reads, utcnow, with_retries
 
 REFRESH_PREFIX = "llr_"
 _REFRESH = re.compile(rf"^{REFRESH_PREFIX}([0-9a-f]{{32}})_([A-Za-z0-9_-]{{43}})$")
@@ -78,7 +78,9 @@ class SessionCommands(Authentication):
         def attempt() -> SessionTokens:
             session = self._session(session_id)
             assert session.user_id is not None
-            if not session.is_revoked and not _survives(session, self.get_user(session.user_id)):
+            with fresh_reads():  # decided on, not saved: as stored now (see _current_owner)
+                user = self.get_user(session.user_id)
+            if not session.is_revoked and not _survives(session, user):
                 raise AuthenticationError("session_ended")
             session.refresh(presented, digest_of(secret), utcnow() + REFRESH_LIFETIME, utcnow())
             result = self._save(session)

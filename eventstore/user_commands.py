@@ -149,21 +149,17 @@ class UserCommands(IdentityBase):
         append, then destroy the data key. Idempotent: a repeat finishes an interrupted erasure
         and answers like the first call."""
 
-        touched: list[Aggregate] = []
-
         def change(user: User) -> list[Aggregate]:
             released = self._release_email(user)
             user.erase()
-            touched[:] = [user, *released, *self._revoke_all_keys(user.id, "owner erased")]
-            return touched[1:]
+            return [*released, *self._revoke_all_keys(user.id, "owner erased")]
 
         try:
             position = self._change(User, user_id, UserNotFoundError, change, None).position
         except UserErasedError:
             position = self.head_position()
-        finally:
-            for aggregate in touched:  # saved holding the personal data in the clear: not kept
-                self._forget(aggregate.id)
+        finally:  # whatever follows: no cached aggregate keeps their personal data in the clear
+            self._erase_subject(user_id)
         self.data_keys.erase(user_id)
         with fresh_reads():
             user = self.get_user(user_id)  # as stored now: its personal data reads as erased

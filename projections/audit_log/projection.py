@@ -91,7 +91,9 @@ class AuditLogProjection:
     def vouched(self, row: Mapping[str, Any]) -> bool:
         """Whether the row is as the projection wrote it (its MAC holds)."""
         mac = row.get("mac")
-        return isinstance(mac, str) and hmac.compare_digest(mac, self.context.sealer.vouch(row_content(row)))
+        if not isinstance(mac, str) or not mac.isascii():  # compare_digest takes ASCII text only
+            return False
+        return hmac.compare_digest(mac, self.context.sealer.vouch(row_content(row)))
 
     def _entry(self, item: Positioned) -> dict[str, Any]:
         event, audit = item.event, item.event.audit
