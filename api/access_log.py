@@ -85,10 +85,12 @@ class AccessLog:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        data, self._buffer = bytes(self._buffer), bytearray()
-        view = memoryview(data)
+        view = memoryview(bytes(self._buffer))
+        self._buffer = bytearray()
         try:
             while view:
                 view = view[os.write(self._fd, view) :]
+        except BlockingIOError:  # a non-blocking pipe is full: the rest waits for the next flush
+            self._buffer[:0] = view
         except OSError:  # standard error closed: nothing else to write to
             return

@@ -62,10 +62,12 @@ def create_app(
         try:
             yield
         finally:
-            stop.set()  # the usage flusher writes what it counted, then ends
-            await anyio.to_thread.run_sync(usage.join, 30)
-            await current.head.close()
-            access_log.flush()
+            try:
+                stop.set()  # the usage flusher writes what it counted, then ends
+                await anyio.to_thread.run_sync(usage.join, 30)
+                await current.head.close()
+            finally:
+                access_log.flush()
 
     def principal(request: Request[Any, Any, Any], services: Services) -> Principal:
         """Takes ``services`` so that Litestar resolves the two one after the other: dependencies

@@ -3,6 +3,7 @@ put in the audit context, so every event the request causes carries them."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import re
@@ -40,6 +41,7 @@ AUTH_ERROR = "ledgerline.auth_error"
 # Every command's answer sets it to the answer's X-Event-Position; a client that keeps cookies
 # (browsers, most HTTP client sessions) so reads its own writes in lists and audit queries, even
 # those made anonymously or as another actor (api.services.read_side_at).
+HEAD_UNREACHABLE: tuple[type[BaseException], ...] = (*DATABASE_UNAVAILABLE, TimeoutError)
 POSITION_COOKIE = "ledgerline_position"
 COOKIE = "Path=/; HttpOnly; SameSite=Lax"  # its attributes
 
@@ -91,7 +93,12 @@ def request_context_middleware(
                 await _unavailable(send, request_id)
                 return
             peer = scope.get("client")[0] if scope.get("client") else None  # type: ignore[index]
-            principal = await _principal(authenticator, current, headers, scope) if guarded else None
+            try:
+                principal = await _principal(authenticator, current, headers, scope) if guarded else None
+            except HEAD_UNREACHABLE:  # the head is out of reach: so is the store
+                breaker.failed()
+                await _unavailable(send, request_id)
+                return
             address = client_address(peer, headers.get("x-forwarded-for"), trusted_proxies)
             if principal is not None and principal.credential_type == "api_key":
                 usage.count(principal.credential_id, datetime.now(UTC), address)
@@ -106,6 +113,7 @@ def request_context_middleware(
             )
 
             started, status = time.monotonic(), 500
+            caller_seen = _seen_position(headers.get("cookie"))
 
             async def send_with_id(message: Message) -> None:
                 nonlocal status
@@ -113,11 +121,12 @@ def request_context_middleware(
                     response_headers = MutableScopeHeaders.from_message(message)
                     response_headers["X-Request-ID"] = request_id
                     if (position := response_headers.get("X-Event-Position")) is not None:
-                        response_headers.add("Set-Cookie", f"{POSITION_COOKIE}={position}; {COOKIE}")
+                        seen = max(int(position), caller_seen)  # answers may cross: never go back
+                        response_headers.add("Set-Cookie", f"{POSITION_COOKIE}={seen}; {COOKIE}")
                     status = message["status"]
                 await send(message)
 
-            with acting_as(context), caller_has_seen(_seen_position(headers.get("cookie"))):
+            with acting_as(context), caller_has_seen(caller_seen):
                 try:
                     await app(scope, receive, send_with_id)
                 finally:
@@ -174,15 +183,21 @@ class CurrentState:
 
     def __init__(self, follower: StreamFollower, head: SharedHead) -> None:
         self.follower, self.head = follower, head
+        self._reading = asyncio.Lock()  # one read of the stream on the loop; the others await it
 
     async def reach_head(self) -> None:
         head = await self.head.position()
         if self.follower.position >= head:
             return
-        # Other processes wrote: read what they wrote (on the loop where the head's connection
-        # can, else, or while another thread reads, in a worker thread).
-        if self.head.read_page is None or not await self.follower.reach(head, self.head.read_page):
-            await anyio.to_thread.run_sync(self.follower.catch_up, head)
+        # Events past the follower (any process's, this one's too): read on the loop over the
+        # head's connection; in a worker thread on SQLite, or while the follower's own thread
+        # is reading.
+        async with self._reading:
+            if self.follower.position >= head:
+                return
+            if self.head.read_page is not None and await self.follower.reach(head, self.head.read_page):
+                return
+        await anyio.to_thread.run_sync(self.follower.catch_up, head)
 
 
 async def _principal(
@@ -193,8 +208,8 @@ async def _principal(
     api_key = headers.get("x-api-key")
     authorization = headers.get("authorization", "")
     bearer = authorization[7:].strip() if authorization.lower().startswith("bearer ") else None
+    await current.reach_head()  # a database outage here is every guarded request's 503
     try:
-        await current.reach_head()
         if not api_key and not bearer:
             return None
         principal = authenticator.cached(api_key, bearer)

@@ -92,7 +92,8 @@ class StreamFollower(threading.Thread):
         self._last_writes: dict[UUID, int] = {}
         # Writes before the follower started, or forgotten since: assumed as new as they could be.
         self._forgotten_writes = self.position
-        if identity.aggregates is not None:
+        if identity.aggregates is not None:  # what was cached before nothing vouched for
+            identity.aggregates.clear()
             identity.aggregates.followed = True
 
     def run(self) -> None:

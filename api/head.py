@@ -10,6 +10,7 @@ that is one query per round trip, not one per request, and no worker thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -24,6 +25,9 @@ from eventstore.identity import Identity
 ReadPage = Callable[[int, int, int], Awaitable[list[Notification]]]
 
 
+QUERY_SECONDS = 5.0  # a query that takes longer is given up (the network may drop silently)
+
+
 class SharedHead:
     def __init__(
         self,
@@ -35,27 +39,26 @@ class SharedHead:
         self.close = close or _nothing
         self.read_page = read_page  # the events after a position, up to one (None: read in a thread)
         self._next: asyncio.Future[int] | None = None  # the query not sent yet, and its waiters
-        self._running = False
+        self._runner: asyncio.Task[None] | None = None
 
     async def position(self) -> int:
         if self._next is None:
             self._next = asyncio.get_running_loop().create_future()
             self._next.add_done_callback(_retrieve)
-            if not self._running:
-                self._running = True
-                asyncio.get_running_loop().create_task(self._run())
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.get_running_loop().create_task(self._run())
         return await asyncio.shield(self._next)
 
     async def _run(self) -> None:
-        try:
-            while self._next is not None:
-                future, self._next = self._next, None
-                try:
-                    future.set_result(await self._read())
-                except Exception as error:  # every waiter of this round gets it
-                    future.set_exception(error)
-        finally:
-            self._running = False
+        while self._next is not None:
+            future, self._next = self._next, None
+            try:
+                future.set_result(await asyncio.wait_for(self._read(), QUERY_SECONDS))
+            except Exception as error:  # every waiter of this round gets it (a hang: TimeoutError)
+                future.set_exception(error)
+            except BaseException:  # cancelled at shutdown: nobody is left waiting
+                future.set_exception(RuntimeError("the head query was interrupted"))
+                raise
 
 
 async def _nothing() -> None:
@@ -87,35 +90,47 @@ class _PostgresHead:
             "WHERE notification_id > %s AND notification_id <= %s ORDER BY notification_id LIMIT %s"
         ).format(sql.Identifier(recorder.datastore.schema), sql.Identifier(recorder.events_table_name))  # type: ignore[attr-defined]
         self._conn: psycopg.AsyncConnection | None = None
+        self._connecting = asyncio.Lock()
 
     async def read(self) -> int:
-        cursor = await self._execute(self._statement)
-        row = await cursor.fetchone()
-        return int(row[0] or 0) if row is not None else 0
+        rows = await self._fetch(self._statement)
+        return int(rows[0][0] or 0) if rows else 0
 
     async def notifications(self, after: int, upto: int, limit: int) -> list[Notification]:
-        cursor = await self._execute(self._page, (after, upto, limit))
+        rows = await asyncio.wait_for(self._fetch(self._page, (after, upto, limit)), QUERY_SECONDS)
         return [
             Notification(id=i, originator_id=o, originator_version=v, topic=t, state=bytes(s))
-            for i, o, v, t, s in await cursor.fetchall()
+            for i, o, v, t, s in rows
         ]
 
-    async def _execute(
+    async def _fetch(
         self, statement: sql.Composed, parameters: tuple[int, ...] = ()
-    ) -> psycopg.AsyncCursor[tuple[Any, ...]]:
+    ) -> list[tuple[Any, ...]]:
+        conn = await self._connection()
         try:
+            cursor = await conn.execute(statement, parameters or None)
+            return await cursor.fetchall()
+        except BaseException:  # an error, or a wait cut short: this connection is not reused
+            if self._conn is conn:
+                self._conn = None
+            await _closed(conn)
+            raise
+
+    async def _connection(self) -> psycopg.AsyncConnection:
+        async with self._connecting:  # one connection, however many callers find none
             if self._conn is None or self._conn.closed:
                 self._conn = await psycopg.AsyncConnection.connect(
-                    self._url, autocommit=True, connect_timeout=5, options="-c statement_timeout=5000"
-                )
-            return await self._conn.execute(statement, parameters or None)
-        except psycopg.Error:
-            conn, self._conn = self._conn, None  # connect again next time
-            if conn is not None:
-                await conn.close()
-            raise
+                    self._url, autocommit=True, connect_timeout=5,
+                    keepalives=1, keepalives_idle=5, keepalives_interval=2, keepalives_count=2,
+                )  # fmt: skip
+            return self._conn
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            await conn.close()
+            await _closed(conn)
+
+
+async def _closed(conn: psycopg.AsyncConnection) -> None:
+    with contextlib.suppress(Exception):
+        await conn.close()

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
+import sqlalchemy.exc
 from litestar import Request, Response
 from litestar.exceptions import (
     ClientException,
@@ -23,6 +24,7 @@ from litestar.exceptions import (
     TooManyRequestsException,
     ValidationException,
 )
+from psycopg.errors import UndefinedColumn
 
 from api.breaker import DATABASE_UNAVAILABLE
 from domain import errors
@@ -72,6 +74,7 @@ PROBLEMS: tuple[tuple[type[BaseException], Problem], ...] = (
 INTERNAL = Problem(500, "internal", "Internal server error")
 UNAVAILABLE = Problem(503, "unavailable", "Service unavailable")
 DATABASE_DOWN = Problem(503, "database-unavailable", "The database is unavailable, try again shortly")
+READ_MODEL_OUTDATED = Problem(503, "read-model-outdated", "A read table predates this version")
 
 
 def problem_for(error: BaseException) -> Problem:
@@ -80,6 +83,8 @@ def problem_for(error: BaseException) -> Problem:
             return problem
     if isinstance(error, DATABASE_UNAVAILABLE):
         return DATABASE_DOWN
+    if isinstance(error, sqlalchemy.exc.ProgrammingError) and isinstance(error.orig, UndefinedColumn):
+        return READ_MODEL_OUTDATED  # upgraded, not rebuilt yet (e.g. audit_log's MACs, shape 3)
     if isinstance(error, HTTPException) and error.status_code == 503:
         return UNAVAILABLE
     if isinstance(error, ClientException):  # malformed JSON (400), body too large (413), ...
@@ -131,6 +136,8 @@ def problem_response(request: Request[Any, Any, Any], error: Exception) -> Respo
 def _detail(error: BaseException, problem: Problem) -> str:
     if problem is INTERNAL:
         return "An unexpected error occurred; it has been logged."
+    if problem is READ_MODEL_OUTDATED:
+        return "An operator must run `ledgerline projections rebuild` for it; it serves again then."
     if problem is DATABASE_DOWN:
         return "The database did not answer; try again shortly."
     if isinstance(error, errors.AuthenticationError):

@@ -41,7 +41,7 @@ T = TypeVar("T")
 logger = logging.getLogger("ledgerline.api")
 _caller_position: ContextVar[int] = ContextVar("ledgerline_caller_position", default=0)
 # Blocking calls (sync handlers, credential lookups) share anyio's thread pool, of this many
-# threads (set at start-up); the database pool (LEDGERLINE_POOL_SIZE) should hold as many.
+# threads (set at start-up); routes that hash a password have as many of their own.
 HANDLER_THREADS = min(32, (os.cpu_count() or 1) + 4)
 WAITERS = max(1, HANDLER_THREADS // 2)  # that may wait for a position at once: half stay for the rest
 FIRST_PAUSE, LONGEST_PAUSE = 0.01, 0.2  # seconds between checks of a waiting request
@@ -66,7 +66,6 @@ class Services:
     checkpoint_keys: CheckpointKeys | None = None  # signs checkpoints and exports; the keys they may carry
     follower: StreamFollower | None = None  # this process's caches, set by ``create_app``
     waiting: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(WAITERS))
-    _read_side_reached: int = 0  # the lowest projection position last seen (they only move on)
     _password_threads: anyio.CapacityLimiter | None = None
 
     async def with_password(self, work: Callable[..., T], *args: Any) -> T:
@@ -113,13 +112,9 @@ class Services:
         e.g. on a lagging replica), within the same ``read_timeout``."""
         deadline = time.monotonic() + self.read_timeout
         target = max(self._reachable(min_position) if min_position is not None else 0, self._own_writes())
-        if target <= self._read_side_reached:
-            return
 
         def caught_up() -> bool:  # a read table never runs ahead of the store
             reached = positions(self.engine)
-            if reached:
-                self._read_side_reached = max(self._read_side_reached, min(reached.values()))
             return bool(reached) and min(reached.values()) >= target
 
         self._wait_until(caught_up, deadline, lambda: self._behind(target, "the read side is catching up"))
@@ -140,7 +135,7 @@ class Services:
     def store_at(self, min_position: int | None) -> None:
         """For reads of the event store: wait until it holds ``min_position`` and this process's
         follower has applied it (the read tables are not waited for). Without one there is
-        nothing to wait for: authenticating the request caught the follower up to the head."""
+        nothing to wait for: every guarded request reached the head first (``CurrentState``)."""
         if min_position is None:
             return
         deadline = time.monotonic() + self.read_timeout

@@ -49,6 +49,12 @@ class AggregateCache:
         with self._lock:
             return self._entries.get(aggregate_id)
 
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._newest.clear()
+            self.generation += 1
+
     def erase_subject(self, subject_id: UUID) -> None:
         """The subject's data key is (being) destroyed: drop every entry holding their personal
         data, and keep none from now on. A saved aggregate holds it in the clear (a loaded one

@@ -200,7 +200,9 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
                 self._lock_table(header)  # once for the group, before any position is drawn
                 self._notify_channel(header)
                 self.tree.ask_border(sizing)  # the tree cannot grow while the lock is held
-                if len(group) == 1 or not self._write_together(pipeline, header, savepoints, curs, group):
+                if not _distinct(group) or not self._write_together(
+                    pipeline, header, savepoints, curs, group
+                ):
                     for save in group:
                         self._write_member(pipeline, header, savepoints, curs, save)
                 self.tree.extend(ending, self.tree.asked_border(sizing), _records(group))
@@ -232,13 +234,13 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
             pipeline.sync()
             ids = self._fetch_ids_after_insert_events(curs, events)
         except Exception as error:
-            self.abandoned_events += len(events)
             with contextlib.suppress(psycopg.Error):
                 pipeline.sync()
             if header.statusmessage != "NOTIFY" or isinstance(
                 error, psycopg.OperationalError | psycopg.InterfaceError
             ):
                 raise
+            self.abandoned_events += len(events)
             savepoints.execute(_ROLLBACK)
             pipeline.sync()
             return False
@@ -293,6 +295,13 @@ class OneSaveRecorder(GroupCommitRecorder):
     its events and their leaves still one transaction."""
 
     max_group_saves = 1
+
+
+def _distinct(group: list[_Save]) -> bool:
+    """Several saves, none of the same (aggregate, version) as another: worth one INSERT (two
+    saves of one version would make it fail, and each then be written on its own)."""
+    keys = [(event.originator_id, event.originator_version) for save in group for event in save.events]
+    return len(group) > 1 and len(set(keys)) == len(keys)
 
 
 def _rendered(statement: Any) -> Any:

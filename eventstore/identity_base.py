@@ -92,10 +92,13 @@ class IdentityBase(Application[UUID]):
             self.aggregates.erase_subject(subject_id)
 
     def cached_user(self, user_id: UUID) -> User | None:
-        """The user from memory, if the stream's follower vouches for the cached copy (shared:
-        read it, do not change it); None means: read it with ``get_user``."""
+        """The user from memory, if the stream's follower vouches for the cached copy and their
+        data key is at hand (shared: read it, do not change it); None means: read it with
+        ``get_user`` in a worker thread."""
         user = None if self.aggregates is None else self.aggregates.current(user_id)
-        return user if isinstance(user, User) else None
+        if not isinstance(user, User) or not self.data_keys.is_cached(user_id):
+            return None  # reading its personal data would query the data key: not on the loop
+        return user
 
     def _take_snapshots(self, processing_event: ProcessingEvent[UUID]) -> None:
         """Snapshots of what the save just stored, from the aggregate in hand (the library reads

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import random
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -13,6 +15,8 @@ from pathlib import Path
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
+
+logger = logging.getLogger("ledgerline.passwords")
 
 
 @dataclass(frozen=True)
@@ -37,38 +41,57 @@ class HashingSlots:
 
     def __init__(self, count: int, directory: Path | None = None) -> None:
         self.count = max(1, count)
-        self._threads = threading.BoundedSemaphore(self.count)  # never more here than there
-        self._paths = None
-        if directory is not None:
-            directory.mkdir(parents=True, exist_ok=True)
-            self._paths = [directory / f"hashing-slot-{n}.lock" for n in range(self.count)]
+        self._here = threading.BoundedSemaphore(self.count)  # never more in this process than there
+        self._directory = directory
+        self._paths: list[Path] | None = None
 
     @contextmanager
     def held(self) -> Iterator[None]:
-        with self._threads:
-            if self._paths is None:
+        with self._here:
+            paths = self._shared()
+            if paths is None:
                 yield
                 return
-            with _one_of(self._paths):
+            with _one_of(paths):
                 yield
+
+    def _shared(self) -> list[Path] | None:
+        """The lock files, the directory made on first use; one that cannot be made (a read-only
+        working directory in a container) leaves the slots to this process, said once."""
+        if self._paths is None and self._directory is not None:
+            try:
+                self._directory.mkdir(parents=True, exist_ok=True)
+                self._paths = [self._directory / f"hashing-slot-{n}.lock" for n in range(self.count)]
+            except OSError as error:
+                logger.warning(
+                    "hashing slots are this process's alone: %s cannot be made (%s)",
+                    self._directory, type(error).__name__,
+                )  # fmt: skip
+                self._directory = None
+        return self._paths
 
 
 @contextmanager
 def _one_of(paths: list[Path]) -> Iterator[None]:
-    """A free slot if there is one, else the wait for a random one."""
-    order = random.sample(paths, len(paths))
-    for n, path in enumerate(order):
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if n == len(order) - 1 else fcntl.LOCK_NB))
-        except BlockingIOError:
-            os.close(fd)
-            continue
-        try:
-            yield
-            return
-        finally:
-            os.close(fd)  # releases the lock
+    """The first slot found free, trying each in turn and pausing 1 to 2 ms between rounds (a
+    wait on one slot's lock would miss another that frees first)."""
+    while True:
+        for path in random.sample(paths, len(paths)):
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            except BaseException:
+                os.close(fd)
+                raise
+            try:
+                yield
+                return
+            finally:
+                os.close(fd)  # releases the lock
+        time.sleep(random.uniform(0.001, 0.002))  # noqa: S311 (jitter, not crypto)
 
 
 class Passwords:

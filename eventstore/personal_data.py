@@ -166,6 +166,12 @@ class DataKeyStore:
                 return hit[1]
         return self._load(subject_id)
 
+    def is_cached(self, subject_id: UUID) -> bool:
+        """Whether reading this subject's personal data needs no query now."""
+        with self._lock:
+            hit = self._cache.get(subject_id)
+            return hit is not None and hit[0] > time.monotonic()
+
     def preload(self, subject_ids: Iterable[UUID]) -> None:
         """Load the keys of these subjects that are not cached, in one query (a page of audit
         entries names many subjects)."""

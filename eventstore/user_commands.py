@@ -158,8 +158,7 @@ class UserCommands(IdentityBase):
             position = self._change(User, user_id, UserNotFoundError, change, None).position
         except UserErasedError:
             position = self.head_position()
-        finally:  # whatever follows: no cached aggregate keeps their personal data in the clear
-            self._erase_subject(user_id)
+        self._erase_subject(user_id)  # stored: no cached aggregate keeps their data in the clear
         self.data_keys.erase(user_id)
         with fresh_reads():
             user = self.get_user(user_id)  # as stored now: its personal data reads as erased

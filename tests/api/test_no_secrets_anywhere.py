@@ -15,8 +15,10 @@ from tests.api.conftest import PASSWORD, Api
 FULL_KEY = re.compile(r"llk_[0-9A-Za-z]{49}")
 
 
-def test_secrets_stay_out_of_bodies_and_logs(api: Api, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG)
+def test_secrets_stay_out_of_bodies_and_logs(
+    api: Api, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    caplog.set_level(logging.DEBUG)  # the access log (api.access_log) too: written to standard error
     client, bodies = api.client, []
     created = client.post(
         "/api/v1/api-keys", json={"name": "ci", "permissions": {"users:read": True}}, headers=api.as_user()
@@ -45,7 +47,10 @@ def test_secrets_stay_out_of_bodies_and_logs(api: Api, caplog: pytest.LogCapture
         bodies.append(response.text)
     digests = {api.components.identity.get_api_key(UUID(key_id)).digest}
     secrets = [PASSWORD, "Other-Pass-2", "Wrong-Pass-3", "$argon2", login["refresh_token"], *digests]
-    logs = [JsonFormatter().format(record) for record in caplog.records]
+    client.__exit__(None, None, None)  # the app's shutdown writes what the access log holds
+    access = [line for line in capfd.readouterr().err.splitlines() if '"ledgerline.access"' in line]
+    logs = [JsonFormatter().format(record) for record in caplog.records] + access
+    assert access, "the access log wrote a line per request"
     for text in bodies + logs:
         for secret in secrets:
             assert secret not in text
