@@ -23,7 +23,7 @@ FLUSH_BYTES = 64 * 1024
 FLUSH_SECONDS = 0.2
 
 
-class _Line(msgspec.Struct, omit_defaults=True):
+class _Line(msgspec.Struct):
     time: str
     level: str
     logger: str

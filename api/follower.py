@@ -11,11 +11,12 @@ each event changes to this process's memory, so all of it is current as of a kno
 - each actor's last write (``last_write_of``): what a list or audit query of theirs must wait
   for the read tables to reach (read-your-writes per caller, not per database).
 
-Every request first brings the follower to the head of the stream (``api.context``): one
-``max(id)`` query shared by the requests that arrive while it runs, then, only if other writers
-moved the head, one read of the missing events (concurrent requests wait for it). So a request
-that starts after a change was answered by any process sees it. The thread only keeps an idle
-process's memory from going stale between requests.
+Every guarded request first brings the follower to the head of the stream (``api.context``):
+one ``max(id)`` query shared by the requests that arrived before it was sent, then, if the head
+moved (any process's writes, this one's too), one read of the missing events on the event loop
+(concurrent requests await it). So a request that starts after a change was answered by any
+process sees it. The thread only keeps an idle process's memory from going stale between
+requests.
 """
 
 from __future__ import annotations

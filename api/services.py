@@ -144,14 +144,11 @@ class Services:
         if self.follower is not None:
             self.follower.catch_up(target)
 
-    def _reachable(self, min_position: int | None) -> int:
+    def _reachable(self, min_position: int) -> int:
         """The position to wait for; one so far beyond the head that this process does not
         expect to see it within the wait (more than ``ready_max_lag`` events, the lag a ready
         process may have) is refused at once instead of holding a worker thread."""
-        head = self.identity.head_position()
-        if min_position is None:
-            return head
-        if min_position > head + self.ready_max_lag:
+        if min_position > self.identity.head_position() + self.ready_max_lag:
             raise _unavailable("min_position is too far beyond the last event to wait for")
         return min_position
 

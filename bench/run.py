@@ -199,10 +199,12 @@ def http_figures(
         say("framework: a bare Litestar app, then /users/me with the access log on and off")
         bare = deployment.start("bare", port=free_port(), module="bench.bare")
         quiet = deployment.serve("serve-quiet", env={"LEDGERLINE_ACCESS_LOG": "false"})
-        bare.wait_ready()
-        figures.append(attempt(url, lambda: reads.framework(first, quiet, bare, keys, scale.seconds)))
-        bare.stop()
-        quiet.stop()
+        try:
+            bare.wait_ready()
+            figures.append(attempt(url, lambda: reads.framework(first, quiet, bare, keys, scale.seconds)))
+        finally:
+            bare.stop()
+            quiet.stop()
     if "as_of" in wanted:
         with acting_as(AuditContext(actor_type="system", request_id="bench-setup")):
             user_id = identity.register_user(username="history", email="history@example.com",

@@ -14,7 +14,7 @@ What each save keeps:
 - its own outcome: a save whose events would fail (a version conflict, a reservation already
   taken) gets its own ``IntegrityError`` while the others commit (see below);
 - atomicity: its events are in one INSERT, inside a savepoint, all in or all out;
-- its own positions: the notification ids that its INSERT returned;
+- its own positions: its events' share of the ids the group's INSERT returned, in order;
 - its leaves: after the last save and before the COMMIT, still under the lock, the log's Merkle
   tree is extended over every event the group wrote (``eventstore.audit_chain.tree``), so an
   event and its leaf commit together.
