@@ -33,12 +33,14 @@ def copy_baseline(url: str, rows: int) -> float:
         conn.execute(f"CREATE TABLE copy_baseline (LIKE audit_log_g{live} INCLUDING ALL)")
         conn.commit()
         started = time.perf_counter()
+        mac = "0" * 64  # each row's MAC (its length; the rebuild computes every one)
         with conn.cursor().copy("COPY copy_baseline FROM STDIN") as copy:
             for i in range(1, rows + 1):
                 resource = resources[i % len(resources)]
                 copy.write_row(
                     (i, start + timedelta(seconds=i * 30), "user.profile_updated", "user", resource, i // 100,
-                     resource, "user", None, sealed, sealed, uuid.uuid4().hex, None, None, "success", changes)
+                     resource, "user", None, sealed, sealed, uuid.uuid4().hex, None, None, "success", changes,
+                     mac)
                 )  # fmt: skip
         conn.commit()
         rate = rows / (time.perf_counter() - started)
