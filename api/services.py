@@ -104,14 +104,16 @@ class Services:
         except Exception as error:  # still down: the next failure tries again
             logger.debug("could not clean the connection pools (%s)", ErrorSummary.of(error))
 
-    def read_side_at(self, min_position: int | None) -> None:
+    def read_side_at(self, min_position: int | None, *, everyone: bool = False) -> None:
         """Wait until the read tables hold ``min_position`` and the caller's own last write
         (read-your-writes per caller: not the newest event written anywhere, so other clients'
         writes never hold a query up); 503 with Retry-After if they lag. A position beyond the
         last event is waited for too (it may be written by a process this one does not see yet,
-        e.g. on a lagging replica), within the same ``read_timeout``."""
+        e.g. on a lagging replica), within the same ``read_timeout``. ``everyone``: a figure over
+        every caller's events (usage statistics) waits for the head instead."""
         deadline = time.monotonic() + self.read_timeout
-        target = max(self._reachable(min_position) if min_position is not None else 0, self._own_writes())
+        own = self.identity.head_position() if everyone else self._own_writes()
+        target = max(self._reachable(min_position) if min_position is not None else 0, own)
 
         def caught_up() -> bool:  # a read table never runs ahead of the store
             reached = positions(self.engine)

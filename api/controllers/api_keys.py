@@ -92,7 +92,8 @@ class ApiKeysController(Controller):
 
     @get("/usage-stats", sync_to_thread=True)
     def api_key_usage_stats(self, services: Services, min_position: MinPosition = None) -> One[UsageStats]:
-        services.read_side_at(min_position)
+        """Everyone's usage, appended by the flusher (no caller's own write): as of the head."""
+        services.read_side_at(min_position, everyone=True)
         with services.engine.connect() as conn:
             return One(data=UsageStats(**usage_stats(conn, datetime.now(UTC))))
 
