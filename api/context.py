@@ -121,8 +121,9 @@ def request_context_middleware(
                     response_headers = MutableScopeHeaders.from_message(message)
                     response_headers["X-Request-ID"] = request_id
                     if (position := response_headers.get("X-Event-Position")) is not None:
-                        seen = max(int(position), caller_seen)  # answers may cross: never go back
-                        response_headers.add("Set-Cookie", f"{POSITION_COOKIE}={seen}; {COOKIE}")
+                        # The command's own position, nothing the caller sent (two answers that
+                        # cross may leave the older one: a client's later write sets it again).
+                        response_headers.add("Set-Cookie", f"{POSITION_COOKIE}={position}; {COOKIE}")
                     status = message["status"]
                 await send(message)
 
