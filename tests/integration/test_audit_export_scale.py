@@ -1,4 +1,4 @@
-"""An export of 50,000 audit entries (``LEDGERLINE_TEST_EXPORT_ENTRIES=200000`` for the closing
+"""An export of 20,000 audit entries (``LEDGERLINE_TEST_EXPORT_ENTRIES=200000`` for the closing
 notes' figure), each with its record and its inclusion proof, streams in constant memory: the
 CLI's peak RSS for the whole log is within a few MiB of its peak for a twentieth of it, every
 entry is there, and `verify-export` checks them all (constant memory too)."""
@@ -23,7 +23,7 @@ from projections.runner import ProjectionRunner
 from tests.conftest import TEST_SECRET, settings_for
 from tests.integration.test_cli import LEDGERLINE
 
-ENTRIES = int(os.environ.get("LEDGERLINE_TEST_EXPORT_ENTRIES", "50000"))  # a bundle held whole: +100 MiB
+ENTRIES = int(os.environ.get("LEDGERLINE_TEST_EXPORT_ENTRIES", "20000"))  # a bundle held whole: +40 MiB
 PER_USER = 250  # one registration and 249 profile changes, saved in one append
 MEASURE = (
     "import resource, subprocess, sys\n"
