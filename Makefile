@@ -23,8 +23,11 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# Two test processes: most of a test's time is spent waiting on PostgreSQL, servers and threads.
+TEST_PROCESSES ?= 2
+
 test: install lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_PROCESSES) --dist worksteal
 
 unit: install
 	$(BIN)/pytest tests/unit

@@ -68,8 +68,8 @@ def settings_for(url: str, data_dir: Path, **extra: str) -> Settings:
         "LEDGERLINE_DATA_DIR": str(data_dir),
         "LEDGERLINE_SECRET_KEY": TEST_SECRET,
         # Each PostgreSQL store opens its whole pool at once; the server allows ~100 connections
-        # in all, so parallel local runs pass a smaller pool.
-        "LEDGERLINE_POOL_SIZE": os.environ.get("LEDGERLINE_TEST_POOL_SIZE", "25"),
+        # in all, shared by `make test`'s test processes: a small pool (tests that need more say so).
+        "LEDGERLINE_POOL_SIZE": os.environ.get("LEDGERLINE_TEST_POOL_SIZE", "6"),
         "LEDGERLINE_USAGE_FLUSH_MS": "200",
         **extra,
     }
