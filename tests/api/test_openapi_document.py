@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,10 @@ from litestar.testing import TestClient
 
 from api.authorization import ROUTES
 from api.context import UNGUARDED
+from api.controllers.responses import RFC3339
 from api.reference import GRANTS, WHEN, problems, render
+from api.schemas import END
+from api.services import aware
 from domain.scopes import KNOWN_SCOPES
 from eventstore.passwords import Passwords
 from ledgerline.bootstrap import build, build_app
@@ -179,3 +183,12 @@ def test_the_reference_page_is_what_the_code_says() -> None:
     assert (ROOT / "docs" / "reference.md").read_text() == render(), (
         "run: python -m api.reference > docs/reference.md"
     )
+
+
+def test_query_times_take_what_rfc_3339_and_the_document_allow() -> None:
+    """The document's pattern admits a lower-case ``t`` and ``z`` (RFC 3339 5.6); Python's
+    ``fromisoformat`` refused ``z``, so the schema admitted what the server answered 422."""
+    expected = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
+    for text in ("2024-01-02t03:04:05z", "2024-01-02T03:04:05Z", "2024-01-02 03:04:05+00:00"):
+        assert re.fullmatch(RFC3339.removesuffix(END).lstrip("^"), text), text
+        assert aware("from", text) == expected, text
