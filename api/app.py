@@ -13,7 +13,6 @@ from litestar import Litestar, Request
 from litestar.config.response_cache import ResponseCacheConfig
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.openapi import OpenAPIConfig
 
 from api.access_log import AccessLog
 from api.authorization import principal_of
@@ -27,9 +26,10 @@ from api.controllers.audit_proofs import AuditProofsController
 from api.controllers.auth import AuthController
 from api.controllers.health import health, live, ready
 from api.controllers.users import UsersController
+from api.docs_assets import docs_assets, openapi_config
 from api.follower import StreamFollower
 from api.head import shared_head
-from api.openapi_docs import ClosedBodies, DocumentProblems
+from api.openapi_docs import ClosedBodies, DocumentOperations
 from api.options import CompleteAllow
 from api.problems import problem_response
 from api.security import Authenticator, Principal
@@ -85,6 +85,7 @@ def create_app(
             AuditLogsController,
             AuditEvidenceController,
             AuditProofsController,
+            docs_assets(),
         ],
         dependencies={
             "services": Provide(lambda: services, sync_to_thread=False),
@@ -96,8 +97,8 @@ def create_app(
         lifespan=[lifespan],
         request_max_body_size=MAX_BODY,
         request_class=StrictRequest,  # bodies decoded strictly into their declared type
-        plugins=[DocumentProblems(), ClosedBodies(), CompleteAllow()],  # see each module
+        plugins=[DocumentOperations(), ClosedBodies(), CompleteAllow()],  # see each module
         logging_config=None,  # the process's own (JSON) logging stays in charge
         response_cache_config=ResponseCacheConfig(),
-        openapi_config=OpenAPIConfig(title="Ledgerline", version=services.version),
+        openapi_config=openapi_config(services.version),
     )

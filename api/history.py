@@ -14,6 +14,7 @@ from uuid import UUID
 
 import msgspec
 
+from api.schemas import Change, HistoryActor, HistoryEntry
 from api.services import Services
 from projections.audit_log.projection import SECRET_FIELDS, action_of
 from projections.audit_log.queries import positions_by_version
@@ -24,11 +25,11 @@ NOT_CHANGES = frozenset({"version", "updated_at"})
 
 def history(
     services: Services, entity_id: UUID, present: Callable[[Any], Any], min_position: int | None
-) -> list[dict[str, Any]]:
+) -> list[HistoryEntry]:
     services.read_side_at(min_position)  # the positions come from the audit log
     with services.engine.connect() as conn:
         positions = positions_by_version(conn, entity_id)
-    entries: list[dict[str, Any]] = []
+    entries: list[HistoryEntry] = []
     state: Any = None
     before: dict[str, Any] = {}
     event: Any
@@ -36,26 +37,22 @@ def history(
         state = event.mutate(state)
         after = _plain(present(state))
         changes = {
-            field: {"before": before.get(field), "after": value}
+            field: Change(before=before.get(field), after=value)
             for field, value in after.items()
             if field not in NOT_CHANGES and before.get(field) != value
         }
         for secret in SECRET_FIELDS & set(vars(event)):
-            changes[secret] = {"before": REDACTED, "after": REDACTED}
+            changes[secret] = Change(before=REDACTED, after=REDACTED)
         audit = event.audit
         entries.append(
-            {
-                "position": positions.get(event.originator_version),
-                "version": event.originator_version,
-                "action": action_of(type(event)),
-                "occurred_at": event.timestamp,
-                "actor": {
-                    "id": audit.actor_id,
-                    "type": audit.actor_type,
-                    "credential_id": audit.credential_id,
-                },
-                "changes": changes,
-            }
+            HistoryEntry(
+                position=positions.get(event.originator_version),
+                version=event.originator_version,
+                action=action_of(type(event)),
+                occurred_at=event.timestamp,
+                actor=HistoryActor(audit.actor_id, audit.actor_type, audit.credential_id),
+                changes=changes,
+            )
         )
         before = after
     return entries

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
-from typing import Annotated, Any, Generic, TypeVar, get_args, get_type_hints
+from typing import Annotated, Any, Generic, Literal, TypeVar, get_args, get_type_hints
 from uuid import UUID
 
 import msgspec
@@ -319,6 +319,32 @@ class TokenPair(msgspec.Struct):
     refresh_token: str | None = None
 
 
+class HistoryActor(msgspec.Struct):
+    id: UUID | None
+    type: str
+    credential_id: UUID | None
+
+
+class Change(msgspec.Struct):
+    before: Any
+    after: Any
+
+
+class HistoryEntry(msgspec.Struct):
+    """One event of a resource's history: what it changed (secrets "[REDACTED]")."""
+
+    position: int | None  # in the audit log; None until projected
+    version: int
+    action: str
+    occurred_at: datetime
+    actor: HistoryActor
+    changes: dict[str, Change]
+
+
+class Status(msgspec.Struct):
+    status: str
+
+
 class Pagination(msgspec.Struct):
     page: int
     per_page: int
@@ -335,3 +361,40 @@ class One(msgspec.Struct, Generic[T]):
 class Many(msgspec.Struct, Generic[T]):
     data: list[T]
     pagination: Pagination
+
+
+# ---- readiness (GET /ready: its dict body, documented) ---------------------------------------
+
+
+class ProjectionFailure(msgspec.Struct):
+    position: int
+    error_type: str
+    sqlstate: str | None
+    attempts: int
+    first_failed_at: datetime
+    last_attempt_at: datetime
+
+
+class ReadinessCheck(msgspec.Struct):
+    name: str
+    ok: bool
+    position: int | msgspec.UnsetType = msgspec.UNSET
+    lag: int | msgspec.UnsetType = msgspec.UNSET
+    lag_seconds: float | msgspec.UnsetType = msgspec.UNSET
+    state: str | msgspec.UnsetType = msgspec.UNSET
+    reason: str | msgspec.UnsetType = msgspec.UNSET
+    error: str | msgspec.UnsetType = msgspec.UNSET
+    failure: ProjectionFailure | msgspec.UnsetType = msgspec.UNSET
+    detail: str | msgspec.UnsetType = msgspec.UNSET
+
+
+class ReadinessChecks(msgspec.Struct):
+    event_store: ReadinessCheck
+    projections: list[ReadinessCheck]
+    audit_chain: ReadinessCheck | None
+
+
+class Readiness(msgspec.Struct):
+    status: Literal["ok", "unavailable"]
+    checks: ReadinessChecks
+    failed: list[ReadinessCheck]

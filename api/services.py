@@ -203,7 +203,7 @@ def aware(name: str, moment: datetime | str | None) -> datetime | None:
         return None
     if isinstance(moment, str):
         try:
-            moment = datetime.fromisoformat(moment)
+            moment = datetime.fromisoformat(moment.upper())  # RFC 3339 allows "t" and "z" too
         except ValueError as error:
             raise ValidationException(
                 f"{name} is not a time", extra=[{"key": name, "message": "not an RFC 3339 time"}]

@@ -4,7 +4,7 @@ who reaches which key; the commands refuse keys stronger than the credential in 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 import msgspec
@@ -13,12 +13,13 @@ from litestar.di import Provide
 from litestar.params import Parameter
 
 from api.authorization import authorize, credential_of, decided_owner
-from api.controllers.responses import IfMatch, MinPosition, PageNumber, PerPage, if_match, written
+from api.controllers.responses import Cursor, IfMatch, MinPosition, PageNumber, PerPage, if_match, written
 from api.history import history
 from api.presenters import api_key_from_aggregate, api_key_from_row, api_key_out
 from api.schemas import (
     ApiKeyOut,
     CreateApiKey,
+    HistoryEntry,
     Many,
     NewApiKeyOut,
     One,
@@ -39,7 +40,11 @@ class ApiKeysController(Controller):
     dependencies = {"owner": Provide(decided_owner, sync_to_thread=False)}
 
     @post("/", sync_to_thread=True, status_code=201)
-    def create_api_key(self, data: CreateApiKey, services: Services, principal: Principal) -> Response[Any]:
+    def create_api_key(
+        self, data: CreateApiKey, services: Services, principal: Principal
+    ) -> Response[One[NewApiKeyOut]]:
+        """Create an API key for the caller (never granting more than the credential in hand);
+        its secret is in the answer, once."""
         issued = services.identity.issue_api_key(
             principal.user_id,
             name=data.name,
@@ -66,9 +71,10 @@ class ApiKeysController(Controller):
         per_page: PerPage = 20,
         sort_by: Literal["created_at", "name"] = "created_at",
         sort_order: Literal["asc", "desc"] = "asc",
-        cursor: Annotated[str | None, Parameter(max_length=512)] = None,
+        cursor: Cursor = None,
         min_position: MinPosition = None,
     ) -> Many[ApiKeyOut]:
+        """List the caller's keys, or (admins) another user's with ``user_id``."""
         del user_id  # documented and validated here; whose keys is ``owner``, decided by the guard
         services.read_side_at(min_position)
         after = None if cursor is None else decode_cursor(cursor, is_time=sort_by == "created_at")
@@ -101,15 +107,16 @@ class ApiKeysController(Controller):
     def get_api_key(
         self, key_id: UUID, services: Services, min_position: MinPosition = None
     ) -> One[ApiKeyOut]:
+        """One key (never its secret)."""
         services.store_at(min_position)
         return One(data=api_key_out(services.identity.get_api_key(key_id)))
 
     @get("/{key_id:uuid}/history", sync_to_thread=True)
     def api_key_history(
         self, key_id: UUID, services: Services, min_position: MinPosition = None
-    ) -> dict[str, Any]:
+    ) -> One[list[HistoryEntry]]:
         """The key's events in order, replayed from the event store; digests redacted."""
-        return {"data": history(services, key_id, api_key_from_aggregate, min_position)}
+        return One(data=history(services, key_id, api_key_from_aggregate, min_position))
 
     @patch("/{key_id:uuid}", sync_to_thread=True)
     def update_api_key(
@@ -119,7 +126,8 @@ class ApiKeysController(Controller):
         services: Services,
         principal: Principal,
         if_match_header: IfMatch = None,
-    ) -> Response[Any]:
+    ) -> Response[One[ApiKeyOut]]:
+        """Change a key's name, description, scopes or expiry (If-Match optional)."""
         result = services.identity.update_api_key(
             key_id,
             name=UNCHANGED if data.name is msgspec.UNSET else data.name,
@@ -134,19 +142,22 @@ class ApiKeysController(Controller):
     @post("/{key_id:uuid}/rotate", sync_to_thread=True, status_code=200)
     def rotate_api_key(
         self, key_id: UUID, services: Services, principal: Principal, data: RotateApiKey | None = None
-    ) -> Response[Any]:
+    ) -> Response[One[NewApiKeyOut]]:
+        """A new secret for the key (shown once); the old one keeps working for ``grace_seconds``."""
         issued = services.identity.rotate_api_key(
             key_id, grace_seconds=(data or RotateApiKey()).grace_seconds, credential=credential_of(principal)
         )
         return written(_new_key(issued), issued.result)
 
     @post("/{key_id:uuid}/revoke", sync_to_thread=True, status_code=200)
-    def revoke_api_key(self, key_id: UUID, services: Services) -> Response[Any]:
+    def revoke_api_key(self, key_id: UUID, services: Services) -> Response[One[ApiKeyOut]]:
+        """Revoke a key: it stops working at once."""
         result = services.identity.revoke_api_key(key_id, reason="revoked through the API")
         return written(api_key_out(result.aggregate), result)
 
     @delete("/{key_id:uuid}", sync_to_thread=True, status_code=200)
-    def delete_api_key(self, key_id: UUID, services: Services) -> Response[Any]:
+    def delete_api_key(self, key_id: UUID, services: Services) -> Response[One[ApiKeyOut]]:
+        """Delete a key (it is revoked; its history stays in the audit log)."""
         result = services.identity.revoke_api_key(key_id, reason="deleted through the API")
         return written(api_key_out(result.aggregate), result)
 

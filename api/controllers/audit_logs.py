@@ -17,7 +17,7 @@ from litestar.exceptions import ValidationException
 from litestar.params import Parameter, QueryParameter
 
 from api.authorization import authorize
-from api.controllers.responses import TIME, MinPosition, PageNumber, PerPage
+from api.controllers.responses import TIME, MinPosition, PageNumber, PerPage, PositionCursor
 from api.presenters import audit_entries_from_rows, audit_entry_from_row
 from api.schemas import END, ActorCount, AuditEntryOut, AuditStatistics, Many, One
 from api.services import Services, aware, decode_position_cursor, encode_position_cursor, page_info
@@ -53,7 +53,7 @@ def paging(
     per_page: PerPage = 20,
     sort_by: Literal["position"] = "position",
     sort_order: Literal["asc", "desc"] = "desc",
-    cursor: Annotated[str | None, Parameter(max_length=512)] = None,
+    cursor: PositionCursor = None,
 ) -> Paging:
     if cursor is None and (page - 1) * per_page > MAX_DEPTH:
         raise ValidationException(
@@ -100,12 +100,14 @@ class AuditLogsController(Controller):
     def list_audit_logs(
         self, services: Services, audit: AuditFilter, paging: Paging, min_position: MinPosition = None
     ) -> Many[AuditEntryOut]:
+        """The audit log (admins with audit_logs:read): filtered, newest first, page or cursor."""
         return _page(services, audit, paging, min_position)
 
     @get("/{position:int}", sync_to_thread=True)
     def get_audit_log_entry(
         self, position: Position, services: Services, min_position: MinPosition = None
     ) -> One[AuditEntryOut]:
+        """One audit entry by its position in the event stream."""
         services.read_side_at(min_position)
         with services.engine.connect() as conn:
             row = entry(conn, position)
@@ -123,6 +125,7 @@ class AuditLogsController(Controller):
         paging: Paging,
         min_position: MinPosition = None,
     ) -> Many[AuditEntryOut]:
+        """Every entry about one resource (a user, an API key or a session)."""
         audit = AuditFilter(resource_type=resource_type, resource_id=resource_id)
         return _page(services, audit, paging, min_position)
 
@@ -143,6 +146,7 @@ class AuditLogsController(Controller):
     def audit_log_statistics(
         self, services: Services, from_: From = None, to: To = None, min_position: MinPosition = None
     ) -> One[AuditStatistics]:
+        """Counts by action, resource type and status, and the most active actors."""
         start, end = window(from_, to)
         services.read_side_at(min_position)
         with services.engine.connect() as conn:

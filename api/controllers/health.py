@@ -6,27 +6,38 @@ from typing import Any
 
 import anyio
 from litestar import Response, get
+from litestar.openapi.datastructures import ResponseSpec
 
 from api.authorization import authorize
-from api.schemas import Health
+from api.schemas import Health, Readiness, Status
 from api.services import Services
 from projections.read_side import ProjectionStatus, chain_status, status
 
 
 @get(["/health", "/api/v1/health"], sync_to_thread=False, guards=[authorize])
 def health(services: Services) -> Health:
+    """Liveness with the version: answers without touching the database."""
     return Health(status="ok", version=services.version)
 
 
 @get(["/live", "/api/v1/live"], sync_to_thread=False, guards=[authorize])
-def live() -> dict[str, str]:
-    return {"status": "ok"}
+def live() -> Status:
+    """The process answers (nothing else is checked)."""
+    return Status(status="ok")
 
 
 # Async around a thread rather than ``sync_to_thread``: Litestar wraps a sync handler once per
 # path, and the second path's handler would then be named "AsyncCallable" for the guard.
-@get(["/ready", "/api/v1/ready"], guards=[authorize])
+READINESS = {  # the body is built as a dict (readiness below); its shape, for the document
+    200: ResponseSpec(Readiness, description="Ready: every check passes"),
+    503: ResponseSpec(Readiness, description="Not ready: ``failed`` names each failing check"),
+}
+
+
+@get(["/ready", "/api/v1/ready"], guards=[authorize], responses=READINESS)
 async def ready(services: Services) -> Response[dict[str, Any]]:
+    """Ready when the event store answers and no projection, nor the audit checkpointer, is
+    failing, stalled or too far behind."""
     return await anyio.to_thread.run_sync(readiness, services)
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, TypeVar
 
 from litestar import Response
 from litestar.params import HeaderParameter, QueryParameter
 
 from api.schemas import END, One
 from eventstore.identity import CommandResult
+
+T = TypeVar("T")
 
 # Litestar's OpenAPI drops ge/le of an optional integer; schema_extra puts them back.
 MinPosition = Annotated[  # read-your-writes
@@ -17,6 +19,22 @@ MinPosition = Annotated[  # read-your-writes
 MAX_PAGE = 1_000_000  # keeps every offset far inside a 64-bit integer
 PageNumber = Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)]
 PerPage = Annotated[int, QueryParameter(ge=1, le=100)]
+# What a page's `next_cursor` said, sent back as it was: the document names its format so that a
+# client (or a fuzzer) knows not to make one up.
+Cursor = Annotated[
+    str | None,
+    QueryParameter(
+        max_length=512, description="a `next_cursor` as answered", schema_extra={"format": "cursor"}
+    ),
+]
+PositionCursor = Annotated[
+    str | None,
+    QueryParameter(
+        max_length=512,
+        description="a `next_cursor` as answered",
+        schema_extra={"format": "position-cursor"},
+    ),
+]
 # Optimistic concurrency: the version a client expects, `"3"`, `W/"3"` or `3` (ASCII digits only:
 # "²".isdigit() is True, and int() of 5,000 digits raises).
 IF_MATCH = r'^(?:W/)?(?:"[0-9]{1,18}"|[0-9]{1,18})' + END
@@ -33,8 +51,8 @@ QueryTime = Annotated[str | None, QueryParameter(description="RFC 3339 with a UT
 
 
 def written(
-    data: Any, result: CommandResult, *, status: int = 200, location: str | None = None
-) -> Response[Any]:
+    data: T, result: CommandResult, *, status: int = 200, location: str | None = None
+) -> Response[One[T]]:
     headers = {"X-Event-Position": str(result.position), "ETag": f'"{result.version}"'}
     if location:
         headers["Location"] = location

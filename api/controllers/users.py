@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 import anyio
@@ -12,6 +12,7 @@ from litestar.params import Parameter
 
 from api.authorization import authorize, check_may_make_superuser, refuse_privileged_fields
 from api.controllers.responses import (
+    Cursor,
     IfMatch,
     MinPosition,
     PageNumber,
@@ -22,7 +23,7 @@ from api.controllers.responses import (
 )
 from api.history import history
 from api.presenters import user_from_aggregate, user_from_row
-from api.schemas import STORABLE, ChangePassword, CreateUser, Many, One, UpdateMe, UserOut
+from api.schemas import STORABLE, ChangePassword, CreateUser, HistoryEntry, Many, One, UpdateMe, UserOut
 from api.security import Principal
 from api.services import Services, aware, decode_cursor, page_info
 from domain.errors import UserNotFoundError
@@ -38,7 +39,10 @@ class UsersController(Controller):
     guards = [authorize]
 
     @post("/", status_code=201)
-    async def create_user(self, data: CreateUser, services: Services, principal: Principal) -> Response[Any]:
+    async def create_user(
+        self, data: CreateUser, services: Services, principal: Principal
+    ) -> Response[One[UserOut]]:
+        """Create a user (admins; making a superuser needs a credential that grants everything)."""
         if data.is_superuser:
             check_may_make_superuser(principal)
         return await services.with_password(_create_user, services, data, self.path)
@@ -58,9 +62,10 @@ class UsersController(Controller):
         per_page: PerPage = 20,
         sort_by: Literal["username", "email", "created_at", "last_login_at"] = "created_at",
         sort_order: Literal["asc", "desc"] = "asc",
-        cursor: Annotated[str | None, Parameter(max_length=512)] = None,
+        cursor: Cursor = None,
         min_position: MinPosition = None,
     ) -> Many[UserOut]:
+        """List users (admins): filters, sorting, page or cursor pagination."""
         services.read_side_at(min_position)
         filters = UserFilters(
             search,
@@ -106,19 +111,22 @@ class UsersController(Controller):
     @patch("/me", sync_to_thread=True)
     def update_me(
         self, data: UpdateMe, services: Services, principal: Principal, if_match_header: IfMatch = None
-    ) -> Response[Any]:
+    ) -> Response[One[UserOut]]:
+        """Change the caller's own profile (all given fields in one command; If-Match optional)."""
         return _update_user(services, principal, principal.user_id, data, if_match(if_match_header))
 
     @post("/me/change-password", status_code=200)
     async def change_my_password(
         self, data: ChangePassword, services: Services, principal: Principal
-    ) -> Response[Any]:
+    ) -> Response[One[UserOut]]:
+        """Change the caller's password (the current one is checked); it ends their other sessions."""
         return await services.with_password(_change_password, services, principal, data)
 
     @get("/by-username/{username:str}", sync_to_thread=True)
     def get_user_by_username(
         self, username: str, services: Services, min_position: MinPosition = None
     ) -> One[UserOut]:
+        """Find a user by username (admins)."""
         services.store_at(min_position)
         user_id = services.identity.find_user_id(username) if "@" not in username else None
         user = None if user_id is None else services.identity.get_user(user_id)
@@ -151,11 +159,11 @@ class UsersController(Controller):
     @get("/{user_id:uuid}/history", sync_to_thread=True)
     def user_history(
         self, user_id: UUID, services: Services, min_position: MinPosition = None
-    ) -> dict[str, Any]:
+    ) -> One[list[HistoryEntry]]:
         """The user's events in order, replayed from the event store, secrets redacted."""
         services.store_at(min_position)
         services.identity.get_user(user_id)  # 404 for an unknown id
-        return {"data": history(services, user_id, user_from_aggregate, min_position)}
+        return One(data=history(services, user_id, user_from_aggregate, min_position))
 
     @patch("/{user_id:uuid}", sync_to_thread=True)
     def update_user(
@@ -165,45 +173,53 @@ class UsersController(Controller):
         services: Services,
         principal: Principal,
         if_match_header: IfMatch = None,
-    ) -> Response[Any]:
+    ) -> Response[One[UserOut]]:
+        """Change a user's profile: the caller's own, or anyone's for an admin (If-Match optional)."""
         return _update_user(services, principal, user_id, data, if_match(if_match_header))
 
     @post("/{user_id:uuid}/verify", sync_to_thread=True, status_code=200)
-    def verify_user(self, user_id: UUID, services: Services) -> Response[Any]:
+    def verify_user(self, user_id: UUID, services: Services) -> Response[One[UserOut]]:
+        """Mark a user's e-mail address as verified (admins)."""
         return _state_change(services.identity.verify_user(user_id))
 
     @post("/{user_id:uuid}/activate", sync_to_thread=True, status_code=200)
-    def activate_user(self, user_id: UUID, services: Services) -> Response[Any]:
+    def activate_user(self, user_id: UUID, services: Services) -> Response[One[UserOut]]:
+        """Activate a deactivated user (admins)."""
         return _state_change(services.identity.activate_user(user_id))
 
     @post("/{user_id:uuid}/deactivate", sync_to_thread=True, status_code=200)
-    def deactivate_user(self, user_id: UUID, services: Services) -> Response[Any]:
+    def deactivate_user(self, user_id: UUID, services: Services) -> Response[One[UserOut]]:
+        """Deactivate a user: their credentials stop working (admins)."""
         return _state_change(services.identity.deactivate_user(user_id))
 
     @post("/{user_id:uuid}/unlock", sync_to_thread=True, status_code=200)
-    def unlock_user(self, user_id: UUID, services: Services) -> Response[Any]:
+    def unlock_user(self, user_id: UUID, services: Services) -> Response[One[UserOut]]:
+        """Unlock a user locked out by failed logins (admins)."""
         return _state_change(services.identity.unlock_user(user_id))
 
     @delete("/{user_id:uuid}", sync_to_thread=True, status_code=200)
-    def delete_user(self, user_id: UUID, services: Services) -> Response[Any]:
+    def delete_user(self, user_id: UUID, services: Services) -> Response[One[UserOut]]:
+        """Soft-delete a user: gone from reads, restorable (admins)."""
         return _state_change(services.identity.delete_user(user_id))
 
     @post("/{user_id:uuid}/restore", sync_to_thread=True, status_code=200)
-    def restore_user(self, user_id: UUID, services: Services) -> Response[Any]:
+    def restore_user(self, user_id: UUID, services: Services) -> Response[One[UserOut]]:
+        """Restore a soft-deleted user (admins)."""
         return _state_change(services.identity.restore_user(user_id))
 
     @post("/{user_id:uuid}/erase", sync_to_thread=True, status_code=200)
-    def erase_user(self, user_id: UUID, services: Services) -> Response[Any]:
+    def erase_user(self, user_id: UUID, services: Services) -> Response[One[UserOut]]:
+        """Erase a user's personal data for good (crypto-shredding; admins)."""
         return _state_change(services.identity.erase_user(user_id))
 
 
-def _state_change(result: CommandResult[User]) -> Response[Any]:
+def _state_change(result: CommandResult[User]) -> Response[One[UserOut]]:
     return written(user_from_aggregate(result.aggregate), result)
 
 
 def _update_user(
     services: Services, principal: Principal, user_id: UUID, data: UpdateMe, expected_version: int | None
-) -> Response[Any]:
+) -> Response[One[UserOut]]:
     """One command for every field given: all of them are applied, or none."""
     refuse_privileged_fields(principal, data)
     result = services.identity.update_user(
@@ -216,7 +232,7 @@ def _update_user(
     return written(user_from_aggregate(result.aggregate), result)
 
 
-def _create_user(services: Services, data: CreateUser, path: str) -> Response[Any]:
+def _create_user(services: Services, data: CreateUser, path: str) -> Response[One[UserOut]]:
     result = services.identity.register_user(
         username=data.username,
         email=data.email,
@@ -227,7 +243,9 @@ def _create_user(services: Services, data: CreateUser, path: str) -> Response[An
     return written(user_from_aggregate(result.aggregate), result, status=201, location=f"{path}/{result.id}")
 
 
-def _change_password(services: Services, principal: Principal, data: ChangePassword) -> Response[Any]:
+def _change_password(
+    services: Services, principal: Principal, data: ChangePassword
+) -> Response[One[UserOut]]:
     result = services.identity.change_password(
         principal.user_id, current_password=data.current_password, new_password=data.new_password
     )
