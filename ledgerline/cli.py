@@ -19,7 +19,8 @@ from eventstore.schema import RuntimeRoleError
 from ledgerline import __version__, logs
 from ledgerline.audit_cli import audit
 from ledgerline.bootstrap import Components, NotInitialisedError, build, build_app
-from ledgerline.settings import Settings, SettingsError
+from ledgerline.secret_files import read_secret_files
+from ledgerline.settings import Settings, SettingsError, log_level
 from ledgerline.witness import witness
 from projections.runner import EventNotApplicableError
 
@@ -43,8 +44,9 @@ audit.add_command(witness)
 
 def main() -> None:
     """Entry point: configuration problems are one clear line, not a traceback."""
-    logs.configure()
     try:
+        read_secret_files(os.environ)
+        logs.configure(log_level(os.environ))
         cli()
     except (SettingsError, NotInitialisedError, WrongSecretKeyError, EventNotApplicableError) as error:
         click.echo(f"Error: {error}", err=True)
@@ -214,18 +216,32 @@ def projections_rebuild(name: str) -> None:
 
 
 @cli.command("serve")
-def serve() -> None:
+@click.option("--host", default=None, help="Address to listen on (wins over LEDGERLINE_HOST).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port (wins over LEDGERLINE_PORT).")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="API processes, PostgreSQL only (wins over LEDGERLINE_WORKERS).",
+)
+def serve(host: str | None, port: int | None, workers: int | None) -> None:
     """Serve the API (on SQLite, creating the schema and a first admin on an empty store)."""
     import uvicorn
 
+    from ledgerline.asgi import prepare_metrics
     from projections.worker import start_checkpointer, start_workers
 
+    # The flags become the environment: the worker processes read their settings from it.
+    for name, value in (("HOST", host), ("PORT", port), ("WORKERS", workers)):
+        if value is not None:
+            os.environ[f"LEDGERLINE_{name}"] = str(value)
     settings = _settings()
-    logs.configure(access=settings.access_log)
+    logs.configure(settings.log_level, access=settings.access_log)
     if settings.workers > 1 and settings.database.is_sqlite:
         raise SettingsError(
             "LEDGERLINE_WORKERS > 1 needs PostgreSQL (the embedded store runs in one process)"
         )
+    prepare_metrics(settings)  # before anything imports prometheus-client
     components = build(settings, init=settings.database.is_sqlite)
     stop = threading.Event()
     try:
