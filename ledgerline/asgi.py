@@ -47,6 +47,10 @@ def run_workers(settings: Settings) -> None:
         "ledgerline.asgi:create", factory=True, workers=settings.workers, host=settings.host,
         port=settings.port, log_config=None, access_log=False,
         proxy_headers=False,  # the peer's address; api.context believes only LEDGERLINE_TRUSTED_PROXIES
+        # uvicorn kills a worker that does not answer its supervisor's ping within this; a
+        # worker imports the whole application first (seconds on a busy host or a small CPU
+        # quota): with uvicorn's 5 s, workers were killed and restarted in a loop under load.
+        timeout_worker_healthcheck=30,
     )  # fmt: skip
     Supervisor(config, sockets=[listening_socket(config)]).run()
 
