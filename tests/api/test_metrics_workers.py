@@ -54,7 +54,7 @@ def test_two_workers_counts_are_summed_whichever_is_scraped(pg_database: str, tm
     env = {**os.environ, "LEDGERLINE_DATABASE_URL": pg_database, "LEDGERLINE_SECRET_KEY": TEST_SECRET,
            "LEDGERLINE_DATA_DIR": str(tmp_path), "LEDGERLINE_POOL_SIZE": "3",
            "LEDGERLINE_PORT": str(free_port()), "LEDGERLINE_WORKERS": "1",  # the flags win
-           "LEDGERLINE_HOST": "0.0.0.0"}  # fmt: skip
+           "LEDGERLINE_HOST": "localhost"}  # fmt: skip
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     log = (tmp_path / "serve.log").open("wb")
     server = subprocess.Popen(
