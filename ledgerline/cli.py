@@ -13,7 +13,7 @@ import msgspec
 
 from api.schemas import RegisterUser
 from domain.audit import AuditContext, acting_as
-from domain.errors import DomainError
+from domain.errors import DomainError, UsernameTakenError
 from eventstore.personal_data import WrongSecretKeyError
 from eventstore.schema import RuntimeRoleError
 from ledgerline import __version__, logs
@@ -88,7 +88,12 @@ def db_init() -> None:
     help="Or set LEDGERLINE_ADMIN_PASSWORD (safer: other users can read a command line).",
 )
 @click.option("--full-name", default=None)
-def create_admin(username: str, email: str, password: str, full_name: str | None) -> None:
+@click.option(
+    "--if-absent",
+    is_flag=True,
+    help="Exit 0 without a change when the username is taken (a bootstrap step run on every start).",
+)
+def create_admin(username: str, email: str, password: str, full_name: str | None, if_absent: bool) -> None:
     """Register a superuser and print a new admin API key as the last line."""
     try:
         request = msgspec.convert(
@@ -100,6 +105,11 @@ def create_admin(username: str, email: str, password: str, full_name: str | None
     components = build(_settings(), init=None)
     try:
         key = _register_admin(components, request)
+    except UsernameTakenError as error:
+        if not if_absent:
+            raise click.ClickException(str(error)) from None
+        click.echo(f"user {request.username} exists already: nothing created (--if-absent)")
+        return
     except DomainError as error:
         raise click.ClickException(str(error)) from None
     finally:
