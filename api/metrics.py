@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client import multiprocess as multiprocess_mode
@@ -73,11 +74,22 @@ USAGE_BACKLOG = Gauge(
 )
 
 
+_series: dict[tuple[str, str | None, int], tuple[Any, Any]] = {}  # labels() costs a lock and checks
+
+
 def observe(method: str, route: str | None, status_code: int, seconds: float) -> None:
-    method = method if method in METHODS else "OTHER"
-    route = route or UNMATCHED
-    REQUESTS.labels(method, route, str(status_code)).inc()
-    DURATION.labels(method, route).observe(seconds)
+    """One answered request. Its series are bounded: the app's routes x known methods x the
+    statuses the app answers (a caller's method or path never becomes a label)."""
+    known = method if method in METHODS else "OTHER"
+    key = (known, route, status_code)
+    series = _series.get(key)
+    if series is None:
+        series = _series[key] = (
+            REQUESTS.labels(known, route or UNMATCHED, str(status_code)),
+            DURATION.labels(known, route or UNMATCHED),
+        )
+    series[0].inc()
+    series[1].observe(seconds)
 
 
 class StoreCollector(Collector):
