@@ -116,7 +116,7 @@ def create_app(
         lifespan=[lifespan],
         request_max_body_size=MAX_BODY,
         request_class=StrictRequest,  # bodies decoded strictly into their declared type
-        plugins=[DocumentProblems(), ClosedBodies(), CompleteAllow()],  # see each module
+        plugins=[DocumentProblems(), ClosedBodies(), CompleteAllow(), *_tracing(services)],  # see each module
         logging_config=None,  # the process's own (JSON) logging stays in charge
         response_cache_config=ResponseCacheConfig(),
         openapi_config=OpenAPIConfig(title="Ledgerline", version=services.version),
@@ -124,3 +124,12 @@ def create_app(
     # Around Litestar's router and exception handling: 404, 405 and 500 are seen there too.
     app.asgi_handler = edge(app.asgi_handler, access_log, measure=services.measure)
     return app
+
+
+def _tracing(services: Services) -> list[Any]:
+    """Off: nothing at all (not even an import)."""
+    if not services.tracing:
+        return []
+    from api.tracing import tracing_plugins
+
+    return tracing_plugins(services.tracer_provider)

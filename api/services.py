@@ -68,6 +68,8 @@ class Services:
     follower: StreamFollower | None = None  # this process's caches, set by ``create_app``
     measure: bool = True  # LEDGERLINE_METRICS: /metrics and the per-request counting
     metrics: Metrics | None = None  # set by ``create_app`` when ``measure``
+    tracing: bool = False  # LEDGERLINE_TRACING (api.tracing)
+    tracer_provider: Any = None  # tracing's; None: OTLP as the OTEL_* environment says
     waiting: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(WAITERS))
     _password_threads: anyio.CapacityLimiter | None = None
 

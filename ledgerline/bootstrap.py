@@ -172,5 +172,6 @@ def build_app(components: Components, *, watch_credentials: bool = True) -> Lite
         database=settings.database,
         checkpoint_keys=components.checkpoint_keys,
         measure=settings.metrics,
+        tracing=settings.tracing,
     )
     return create_app(services, trusted_proxies=settings.trusted_proxies, watch_credentials=watch_credentials)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import importlib.util
 import ipaddress
 import socket
 from collections.abc import Mapping
@@ -51,6 +52,7 @@ class Settings:
     # Operations (decision 0016): /metrics and the per-request counting; the log's level.
     metrics: bool = True
     log_level: str = "info"
+    tracing: bool = False
     # PostgreSQL: the role that owns the schema (``db init`` only); ``database`` is then the
     # runtime role, granted what the API and projector need and nothing that rewrites evidence.
     owner_database: Database | None = None
@@ -117,7 +119,14 @@ class Settings:
             ready_stall_seconds=number("READY_STALL_SECONDS", 30, 1, 24 * 3600),
             metrics=_flag("METRICS", get("METRICS", "true")),
             log_level=log_level(environ),
+            tracing=_tracing(_flag("TRACING", get("TRACING", "false"))),
         )
+
+
+def _tracing(on: bool) -> bool:
+    if on and importlib.util.find_spec("opentelemetry.sdk") is None:
+        raise SettingsError("LEDGERLINE_TRACING needs the tracing extra: pip install 'ledgerline[tracing]'")
+    return on
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
