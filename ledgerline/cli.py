@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import signal
@@ -24,6 +25,7 @@ from ledgerline.settings import Settings, SettingsError, log_level
 from ledgerline.witness import witness
 from projections.runner import EventNotApplicableError
 
+logger = logging.getLogger("ledgerline.cli")
 CLI_ACTOR = AuditContext(actor_type="system", request_id="cli", user_agent="ledgerline-cli")
 ADMIN_SCOPES = {"*": True}
 
@@ -145,7 +147,9 @@ def project(names: tuple[str, ...]) -> None:
         signal.signal(signum, lambda *_: stop.set())
     try:
         selected = components.selected_projections(names)
-        click.echo(f"projecting {', '.join(p.name for p in selected)} from {settings.database.redacted()}")
+        # A log line, not a print: a long-running process's output is its JSON log.
+        names_ = ", ".join(p.name for p in selected)
+        logger.info("projecting %s from %s", names_, settings.database.redacted())
         workers: list[FollowingWorker] = [
             *start_workers(selected, components.identity, components.engine, settings.database, stop),
             start_checkpointer(components.checkpointer(), settings.database, stop),
@@ -292,7 +296,7 @@ def _rebuild_outdated(components: Components) -> None:
         with components.engine.connect() as conn:
             shape = live_generation(conn, projection.name)[1]
         if shape != projection.shape:
-            click.echo(f"rebuilding {projection.name} (its tables changed in this version)")
+            logger.info("rebuilding %s (its tables changed in this version)", projection.name)
             rebuild(projection, components.identity, components.engine)
 
 

@@ -7,6 +7,7 @@ the image's unprivileged user with the image's environment, against PostgreSQL w
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -238,7 +239,7 @@ def wait_ready(url: str, process: subprocess.Popen[Any], seconds: float = 90) ->
 
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        assert process.poll() is None, process.stderr.read() if process.stderr else process.returncode
+        assert process.poll() is None, process.returncode
         try:
             if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
                 return
@@ -298,25 +299,33 @@ def test_the_stack_commands_run_in_compose_order_as_the_image_user(
 
     port = free_port()
     processes = []
+    outputs = {name: (image_root / f"{name}.out").open("wb") for name in ("api", "projector")}
     try:
         api_env = {**environment("api"), "LEDGERLINE_HOST": "127.0.0.1", "LEDGERLINE_PORT": str(port)}
-        processes.append(subprocess.Popen(as_image_user([LEDGERLINE, *services["api"]["command"]]),
-                                          cwd=image_root / "app", env=api_env,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))  # fmt: skip
-        processes.append(subprocess.Popen(as_image_user([LEDGERLINE, *services["projector"]["command"]]),
-                                          cwd=image_root / "app", env=environment("projector"),
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))  # fmt: skip
+        for name, env in (("api", api_env), ("projector", environment("projector"))):
+            processes.append(subprocess.Popen(
+                as_image_user([LEDGERLINE, *services[name]["command"]]), cwd=image_root / "app", env=env,
+                stdout=outputs[name], stderr=subprocess.STDOUT,  # merged, as `docker compose logs` shows them
+            ))  # fmt: skip
         url = f"http://127.0.0.1:{port}"
         wait_ready(url, processes[0])
         me = httpx.get(f"{url}/api/v1/users/me", headers={"X-API-Key": key}, timeout=10)
         assert me.status_code == 200 and me.json()["data"]["username"] == "admin"
-        login = httpx.post(
-            f"{url}/api/v1/auth/login", json={"username": "admin", "password": "Bootstrap-Pass-9"}
-        )
-        assert login.status_code == 200, (
-            login.text
-        )  # the password came from the secret file, newline stripped
+        # The password came from the secret file, its newline stripped.
+        login = {"username": "admin", "password": "Bootstrap-Pass-9"}
+        assert httpx.post(f"{url}/api/v1/auth/login", json=login).status_code == 200
         assert httpx.get(f"{url}/metrics", timeout=10).status_code == 200
     finally:
         for process in processes:
             stop(process)
+        for output in outputs.values():
+            output.close()
+    for name in outputs:  # what `docker compose logs` would show: JSON lines, nothing else
+        lines = (image_root / f"{name}.out").read_text().splitlines()
+        records = [json.loads(line) for line in lines]
+        assert records, name
+        assert "Bootstrap-Pass-9" not in str(records) and key not in str(records)
+    started = [
+        json.loads(line)["message"] for line in (image_root / "projector.out").read_text().splitlines()
+    ]
+    assert any(message.startswith("projecting ") for message in started)
