@@ -31,10 +31,11 @@ class _Line(msgspec.Struct):
     request_id: str
     method: str
     path: str
-    status: str
-    duration_ms: str
-    actor_id: str
-    credential_id: str
+    route: str | None  # the route's template (``/api/v1/users/{user_id:uuid}``); null: none matched
+    status: int
+    duration_ms: float
+    actor_id: UUID | None
+    credential_id: UUID | None
 
 
 _encoder = msgspec.json.Encoder()
@@ -55,6 +56,7 @@ class AccessLog:
         *,
         method: str,
         path: str,  # never the query string: it may carry tokens
+        route: str | None,
         status: int,
         duration_ms: float,
         request_id: str,
@@ -69,10 +71,11 @@ class AccessLog:
             request_id=request_id,
             method=method,
             path=path,
-            status=str(status),
-            duration_ms=f"{duration_ms:.1f}",
-            actor_id=str(actor_id),
-            credential_id=str(credential_id),
+            route=route,
+            status=status,
+            duration_ms=round(duration_ms, 2),
+            actor_id=actor_id,
+            credential_id=credential_id,
         )
         self._buffer += _encoder.encode(line)
         self._buffer += b"\n"

@@ -25,10 +25,13 @@ from api.controllers.audit_logs import AuditLogsController
 from api.controllers.audit_proofs import AuditProofsController
 from api.controllers.auth import AuthController
 from api.controllers.health import health, live, ready
+from api.controllers.metrics import metrics
 from api.controllers.users import UsersController
 from api.docs_assets import docs_assets, openapi_config
+from api.edge import edge
 from api.follower import StreamFollower
 from api.head import shared_head
+from api.metrics import Metrics
 from api.openapi_docs import ClosedBodies, DocumentOperations
 from api.options import CompleteAllow
 from api.problems import problem_response
@@ -49,8 +52,24 @@ def create_app(
     authenticator = Authenticator(services.identity, services.tokens, cache)
     access_log = AccessLog()
     networks = [ipaddress.ip_network(proxy, strict=False) for proxy in trusted_proxies]
-    usage = UsageRecorder(services.identity, stop, interval=services.usage_flush_seconds)
-    breaker = DatabaseBreaker(probe=services.database_answers, recover=services.drop_dead_connections)
+    usage = UsageRecorder(
+        services.identity,
+        stop,
+        interval=services.usage_flush_seconds,
+        on_backlog=Metrics.usage_backlog if services.measure else None,
+    )
+    if services.measure:
+        services.metrics = Metrics(
+            services.engine,
+            services.identity,
+            stall_seconds=services.ready_stall_seconds,
+            interval=services.checkpoint_seconds,
+        )
+    breaker = DatabaseBreaker(
+        probe=services.database_answers,
+        recover=services.drop_dead_connections,
+        on_change=Metrics.breaker_changed if services.measure else None,
+    )
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -74,11 +93,12 @@ def create_app(
         of one level are resolved in a task group of their own, a cost on every request."""
         return principal_of(request)
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             health,
             live,
             ready,
+            metrics,
             AuthController,
             UsersController,
             ApiKeysController,
@@ -91,14 +111,26 @@ def create_app(
             "services": Provide(lambda: services, sync_to_thread=False),
             "principal": Provide(principal, sync_to_thread=False),
         },
-        middleware=[request_context_middleware(authenticator, current, access_log, networks, usage, breaker)],
+        middleware=[request_context_middleware(authenticator, current, networks, usage, breaker)],
         state=State({"breaker": breaker}),
         exception_handlers={Exception: problem_response},
         lifespan=[lifespan],
         request_max_body_size=MAX_BODY,
         request_class=StrictRequest,  # bodies decoded strictly into their declared type
-        plugins=[DocumentOperations(), ClosedBodies(), CompleteAllow()],  # see each module
+        plugins=[DocumentOperations(), ClosedBodies(), CompleteAllow(), *_tracing(services)],  # see each
         logging_config=None,  # the process's own (JSON) logging stays in charge
         response_cache_config=ResponseCacheConfig(),
         openapi_config=openapi_config(services.version),
     )
+    # Around Litestar's router and exception handling: 404, 405 and 500 are seen there too.
+    app.asgi_handler = edge(app.asgi_handler, access_log, measure=services.measure)
+    return app
+
+
+def _tracing(services: Services) -> list[Any]:
+    """Off: nothing at all (not even an import)."""
+    if not services.tracing:
+        return []
+    from api.tracing import tracing_plugins
+
+    return tracing_plugins(services.tracer_provider)

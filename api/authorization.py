@@ -68,6 +68,7 @@ ROUTES: dict[str, Needs | None] = {
     "health": PUBLIC,
     "live": PUBLIC,
     "ready": PUBLIC,
+    "metrics": PUBLIC,
     "register": PUBLIC,
     "login": PUBLIC,
     "refresh": PUBLIC,

@@ -21,9 +21,16 @@ class DatabaseBreaker:
     timeout and closes the breaker (after ``recover``) as soon as it answers."""
 
     def __init__(
-        self, *, probe: Callable[[], bool], recover: Callable[[], None], cool_down: float = 1.0
+        self,
+        *,
+        probe: Callable[[], bool],
+        recover: Callable[[], None],
+        cool_down: float = 1.0,
+        on_change: Callable[[bool], None] | None = None,
     ) -> None:
+        """``on_change`` is told True when the breaker opens, False when it closes (the metrics)."""
         self.probe, self.recover, self.cool_down = probe, recover, cool_down
+        self.on_change = on_change
         self._open = threading.Event()
         self._lock = threading.Lock()
 
@@ -39,6 +46,8 @@ class DatabaseBreaker:
             if self._open.is_set():
                 return
             self._open.set()
+        if self.on_change is not None:
+            self.on_change(True)
         threading.Thread(target=self._watch, name="database-probe", daemon=True).start()
 
     def _watch(self) -> None:
@@ -48,6 +57,8 @@ class DatabaseBreaker:
                 if self.probe():
                     self.recover()
                     self._open.clear()
+                    if self.on_change is not None:
+                        self.on_change(False)
                     return
             except Exception as error:  # still down
                 logger.info("database still unavailable: %s", type(error).__name__)

@@ -6,9 +6,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
-import re
-import time
-import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -25,8 +22,8 @@ from litestar.types import (
     Send,
 )
 
-from api.access_log import AccessLog
 from api.breaker import DATABASE_UNAVAILABLE, DatabaseBreaker
+from api.edge import PRINCIPAL, request_id_of, sane_identifier
 from api.follower import StreamFollower
 from api.head import SharedHead
 from api.security import Authenticator, Principal
@@ -35,8 +32,6 @@ from api.usage import UsageRecorder
 from domain.audit import AuditContext, acting_as
 from domain.errors import AuthenticationError
 
-REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-PRINCIPAL = "ledgerline.principal"
 AUTH_ERROR = "ledgerline.auth_error"
 # Every command's answer sets it to the answer's X-Event-Position; a client that keeps cookies
 # (browsers, most HTTP client sessions) so reads its own writes in lists and audit queries, even
@@ -56,12 +51,6 @@ def client_address(peer: str | None, forwarded_for: str | None, trusted: Sequenc
     return peer
 
 
-def _identifier(given: str | None) -> str | None:
-    """A client's request or correlation id, if it is one (both are stored in plain text in every
-    event: nothing that a store cannot hold or a log reader could be fooled by)."""
-    return given if given is not None and REQUEST_ID.fullmatch(given) else None
-
-
 def _trusted(address: str, trusted: Sequence[Any]) -> bool:
     try:
         ip = ipaddress.ip_address(address)
@@ -70,13 +59,14 @@ def _trusted(address: str, trusted: Sequence[Any]) -> bool:
     return any(ip in network for network in trusted)
 
 
-UNGUARDED = ("/health", "/live", "/ready", "/api/v1/health", "/api/v1/live", "/api/v1/ready", "/schema")
+UNGUARDED = (
+    "/health", "/live", "/ready", "/metrics", "/api/v1/health", "/api/v1/live", "/api/v1/ready", "/schema",
+)  # fmt: skip
 
 
 def request_context_middleware(
     authenticator: Authenticator,
     current: CurrentState,
-    access_log: AccessLog,
     trusted_proxies: Sequence[Any],
     usage: UsageRecorder,
     breaker: DatabaseBreaker,
@@ -87,17 +77,17 @@ def request_context_middleware(
                 await app(scope, receive, send)
                 return
             headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-            request_id = _identifier(headers.get("x-request-id")) or uuid.uuid4().hex
+            request_id = request_id_of(scope)
             guarded = not scope["path"].startswith(UNGUARDED)
             if guarded and not breaker.allow():
-                await _unavailable(send, request_id)
+                await _unavailable(send)
                 return
             peer = scope.get("client")[0] if scope.get("client") else None  # type: ignore[index]
             try:
                 principal = await _principal(authenticator, current, headers, scope) if guarded else None
             except HEAD_UNREACHABLE:  # the head is out of reach: so is the store
                 breaker.failed()
-                await _unavailable(send, request_id)
+                await _unavailable(send)
                 return
             address = client_address(peer, headers.get("x-forwarded-for"), trusted_proxies)
             if principal is not None and principal.credential_type == "api_key":
@@ -107,47 +97,31 @@ def request_context_middleware(
                 actor_type="user" if principal else "anonymous",
                 credential_id=principal.credential_id if principal else None,
                 request_id=request_id,
-                correlation_id=_identifier(headers.get("x-correlation-id")) or request_id,
+                correlation_id=sane_identifier(headers.get("x-correlation-id")) or request_id,
                 ip_address=address,
                 user_agent=headers.get("user-agent", "")[:512] or None,
             )
 
-            started, status = time.monotonic(), 500
             caller_seen = _seen_position(headers.get("cookie"))
 
-            async def send_with_id(message: Message) -> None:
-                nonlocal status
+            async def send_with_cookie(message: Message) -> None:
                 if message["type"] == "http.response.start":
                     response_headers = MutableScopeHeaders.from_message(message)
-                    response_headers["X-Request-ID"] = request_id
                     if (position := response_headers.get("X-Event-Position")) is not None:
                         # The command's own position, nothing the caller sent (two answers that
                         # cross may leave the older one: a client's later write sets it again).
                         response_headers.add("Set-Cookie", f"{POSITION_COOKIE}={position}; {COOKIE}")
-                    status = message["status"]
                 await send(message)
 
             with acting_as(context), caller_has_seen(caller_seen):
-                try:
-                    await app(scope, receive, send_with_id)
-                finally:
-                    if access_log.enabled:
-                        access_log.record(
-                            method=str(scope.get("method", "")),
-                            path=scope["path"],
-                            status=status,
-                            duration_ms=(time.monotonic() - started) * 1000,
-                            request_id=request_id,
-                            actor_id=context.actor_id,
-                            credential_id=context.credential_id,
-                        )
+                await app(scope, receive, send_with_cookie)
 
         return handle
 
     return middleware
 
 
-async def _unavailable(send: Send, request_id: str) -> None:
+async def _unavailable(send: Send) -> None:
     body = json.dumps(
         {
             "type": "https://ledgerline.dev/problems/database-unavailable",
@@ -159,7 +133,6 @@ async def _unavailable(send: Send, request_id: str) -> None:
     headers = [
         (b"content-type", b"application/problem+json"),
         (b"retry-after", b"2"),
-        (b"x-request-id", request_id.encode()),
         (b"content-length", str(len(body)).encode()),
     ]
     start: HTTPResponseStartEvent = {"type": "http.response.start", "status": 503, "headers": headers}

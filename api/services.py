@@ -23,6 +23,7 @@ from litestar.exceptions import ServiceUnavailableException, ValidationException
 from sqlalchemy.engine import Engine
 
 from api.follower import StreamFollower
+from api.metrics import Metrics
 from api.rate_limit import LoginRateLimiter
 from api.schemas import Pagination, in_utc, storable_text
 from api.security import CredentialCache
@@ -65,6 +66,10 @@ class Services:
     database: Database | None = None  # where the tree's stored records are read from
     checkpoint_keys: CheckpointKeys | None = None  # signs checkpoints and exports; the keys they may carry
     follower: StreamFollower | None = None  # this process's caches, set by ``create_app``
+    measure: bool = True  # LEDGERLINE_METRICS: /metrics and the per-request counting
+    metrics: Metrics | None = None  # set by ``create_app`` when ``measure``
+    tracing: bool = False  # LEDGERLINE_TRACING (api.tracing)
+    tracer_provider: Any = None  # tracing's; None: OTLP as the OTEL_* environment says
     waiting: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(WAITERS))
     _password_threads: anyio.CapacityLimiter | None = None
 

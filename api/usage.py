@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -30,9 +31,17 @@ class _Tally:
 
 
 class UsageRecorder(threading.Thread):
-    def __init__(self, identity: Identity, stop: threading.Event, interval: float = 2.0) -> None:
+    def __init__(
+        self,
+        identity: Identity,
+        stop: threading.Event,
+        interval: float = 2.0,
+        on_backlog: Callable[[int], None] | None = None,
+    ) -> None:
+        """``on_backlog`` is told after each flush how many keys' uses still wait (the metrics)."""
         super().__init__(name="usage-flusher", daemon=True)
         self.identity, self.stop, self.interval = identity, stop, interval
+        self.on_backlog = on_backlog
         self._tallies: dict[UUID, _Tally] = {}
         self._lock = threading.Lock()
 
@@ -71,6 +80,10 @@ class UsageRecorder(threading.Thread):
                     "could not record usage of %s; keeping it for the next flush (%s)", key_id, summary
                 )
                 self._merge_back(key_id, tally)
+        if self.on_backlog is not None:
+            with self._lock:
+                waiting = len(self._tallies)
+            self.on_backlog(waiting)
 
     def _merge_back(self, key_id: UUID, tally: _Tally) -> None:
         with self._lock:

@@ -18,7 +18,7 @@ from eventsourcing.application import (
     project_aggregate,
 )
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import EventStore, JSONTranscoder, Transcoder
+from eventsourcing.persistence import EventStore, JSONTranscoder, Recording, Transcoder
 
 from domain.api_keys import ApiKey
 from domain.errors import ApiKeyNotFoundError, UserNotFoundError, VersionMismatchError
@@ -65,7 +65,14 @@ class IdentityBase(Application[UUID]):
         self.snapshot_key = derive_key(secret, "snapshot-mac")  # read by construct_snapshot_store
         # The library's repository cache stays off: this one is told by the stream what changed.
         self.aggregates = AggregateCache(aggregate_cache) if aggregate_cache else None
+        # Told how many events each committed save appended (the API's metrics count them).
+        self.on_append: list[Callable[[int], object]] = []
         super().__init__(env={**env, "AGGREGATE_CACHE_MAXSIZE": ""})
+
+    def _notify(self, recordings: list[Recording[UUID]]) -> None:
+        """The library calls this after every committed save."""
+        for listener in self.on_append:
+            listener(len(recordings))
 
     def _repository_get(self, aggregate_id: UUID, version: int | None = None) -> Aggregate:
         """A copy of the aggregate: the cached one when the stream's follower vouches that it is

@@ -171,5 +171,7 @@ def build_app(components: Components, *, watch_credentials: bool = True) -> Lite
         login_limiter=LoginRateLimiter(settings.login_rate_limit),
         database=settings.database,
         checkpoint_keys=components.checkpoint_keys,
+        measure=settings.metrics,
+        tracing=settings.tracing,
     )
     return create_app(services, trusted_proxies=settings.trusted_proxies, watch_credentials=watch_credentials)

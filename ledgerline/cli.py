@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import signal
@@ -13,16 +14,18 @@ import msgspec
 
 from api.schemas import RegisterUser
 from domain.audit import AuditContext, acting_as
-from domain.errors import DomainError
+from domain.errors import DomainError, UsernameTakenError
 from eventstore.personal_data import WrongSecretKeyError
 from eventstore.schema import RuntimeRoleError
 from ledgerline import __version__, logs
 from ledgerline.audit_cli import audit
 from ledgerline.bootstrap import Components, NotInitialisedError, build, build_app
-from ledgerline.settings import Settings, SettingsError
+from ledgerline.secret_files import read_secret_files
+from ledgerline.settings import Settings, SettingsError, log_level
 from ledgerline.witness import witness
 from projections.runner import EventNotApplicableError
 
+logger = logging.getLogger("ledgerline.cli")
 CLI_ACTOR = AuditContext(actor_type="system", request_id="cli", user_agent="ledgerline-cli")
 ADMIN_SCOPES = {"*": True}
 
@@ -43,8 +46,9 @@ audit.add_command(witness)
 
 def main() -> None:
     """Entry point: configuration problems are one clear line, not a traceback."""
-    logs.configure()
     try:
+        read_secret_files(os.environ)
+        logs.configure(log_level(os.environ))
         cli()
     except (SettingsError, NotInitialisedError, WrongSecretKeyError, EventNotApplicableError) as error:
         click.echo(f"Error: {error}", err=True)
@@ -86,7 +90,12 @@ def db_init() -> None:
     help="Or set LEDGERLINE_ADMIN_PASSWORD (safer: other users can read a command line).",
 )
 @click.option("--full-name", default=None)
-def create_admin(username: str, email: str, password: str, full_name: str | None) -> None:
+@click.option(
+    "--if-absent",
+    is_flag=True,
+    help="Exit 0 without a change when the username is taken (a bootstrap step run on every start).",
+)
+def create_admin(username: str, email: str, password: str, full_name: str | None, if_absent: bool) -> None:
     """Register a superuser and print a new admin API key as the last line."""
     try:
         request = msgspec.convert(
@@ -98,6 +107,11 @@ def create_admin(username: str, email: str, password: str, full_name: str | None
     components = build(_settings(), init=None)
     try:
         key = _register_admin(components, request)
+    except UsernameTakenError as error:
+        if not if_absent:
+            raise click.ClickException(str(error)) from None
+        click.echo(f"user {request.username} exists already: nothing created (--if-absent)")
+        return
     except DomainError as error:
         raise click.ClickException(str(error)) from None
     finally:
@@ -133,7 +147,9 @@ def project(names: tuple[str, ...]) -> None:
         signal.signal(signum, lambda *_: stop.set())
     try:
         selected = components.selected_projections(names)
-        click.echo(f"projecting {', '.join(p.name for p in selected)} from {settings.database.redacted()}")
+        # A log line, not a print: a long-running process's output is its JSON log.
+        names_ = ", ".join(p.name for p in selected)
+        logger.info("projecting %s from %s", names_, settings.database.redacted())
         workers: list[FollowingWorker] = [
             *start_workers(selected, components.identity, components.engine, settings.database, stop),
             start_checkpointer(components.checkpointer(), settings.database, stop),
@@ -214,18 +230,32 @@ def projections_rebuild(name: str) -> None:
 
 
 @cli.command("serve")
-def serve() -> None:
+@click.option("--host", default=None, help="Address to listen on (wins over LEDGERLINE_HOST).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port (wins over LEDGERLINE_PORT).")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="API processes, PostgreSQL only (wins over LEDGERLINE_WORKERS).",
+)
+def serve(host: str | None, port: int | None, workers: int | None) -> None:
     """Serve the API (on SQLite, creating the schema and a first admin on an empty store)."""
     import uvicorn
 
+    from ledgerline.asgi import prepare_metrics
     from projections.worker import start_checkpointer, start_workers
 
+    # The flags become the environment: the worker processes read their settings from it.
+    for name, value in (("HOST", host), ("PORT", port), ("WORKERS", workers)):
+        if value is not None:
+            os.environ[f"LEDGERLINE_{name}"] = str(value)
     settings = _settings()
-    logs.configure(access=settings.access_log)
+    logs.configure(settings.log_level, access=settings.access_log)
     if settings.workers > 1 and settings.database.is_sqlite:
         raise SettingsError(
             "LEDGERLINE_WORKERS > 1 needs PostgreSQL (the embedded store runs in one process)"
         )
+    prepare_metrics(settings)  # before anything imports prometheus-client
     components = build(settings, init=settings.database.is_sqlite)
     stop = threading.Event()
     try:
@@ -266,7 +296,7 @@ def _rebuild_outdated(components: Components) -> None:
         with components.engine.connect() as conn:
             shape = live_generation(conn, projection.name)[1]
         if shape != projection.shape:
-            click.echo(f"rebuilding {projection.name} (its tables changed in this version)")
+            logger.info("rebuilding %s (its tables changed in this version)", projection.name)
             rebuild(projection, components.identity, components.engine)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import importlib.util
 import ipaddress
 import socket
 from collections.abc import Mapping
@@ -48,6 +49,10 @@ class Settings:
     workers: int
     ready_max_lag: int
     ready_stall_seconds: int
+    # Operations (decision 0016): /metrics and the per-request counting; the log's level.
+    metrics: bool = True
+    log_level: str = "info"
+    tracing: bool = False
     # PostgreSQL: the role that owns the schema (``db init`` only); ``database`` is then the
     # runtime role, granted what the API and projector need and nothing that rewrites evidence.
     owner_database: Database | None = None
@@ -112,7 +117,27 @@ class Settings:
             workers=number("WORKERS", 1, 1, 64),
             ready_max_lag=number("READY_MAX_LAG", 1000, 0, 1_000_000_000),
             ready_stall_seconds=number("READY_STALL_SECONDS", 30, 1, 24 * 3600),
+            metrics=_flag("METRICS", get("METRICS", "true")),
+            log_level=log_level(environ),
+            tracing=_tracing(_flag("TRACING", get("TRACING", "false"))),
         )
+
+
+def _tracing(on: bool) -> bool:
+    if on and importlib.util.find_spec("opentelemetry.sdk") is None:
+        raise SettingsError("LEDGERLINE_TRACING needs the tracing extra: pip install 'ledgerline[tracing]'")
+    return on
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def log_level(environ: Mapping[str, str]) -> str:
+    """``LEDGERLINE_LOG_LEVEL``: read before the rest, so that the first lines already obey it."""
+    raw = environ.get("LEDGERLINE_LOG_LEVEL", "").strip().lower() or "info"
+    if raw not in LOG_LEVELS:
+        raise SettingsError(f"LEDGERLINE_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {raw!r}")
+    return raw
 
 
 def _origin(raw: str, database: Database) -> str:

@@ -30,6 +30,8 @@ ONE_PROCESS_ONLY = {  # tests that look inside the one process
     "test_secrets_stay_out_of_bodies_and_logs",  # its log records
     "test_every_route_about_someones_user_or_key_says_whose_it_is",  # its routes
     "test_health_under_api_v1_answers_while_the_database_breaker_is_open",  # its breaker
+    "test_the_breaker_gauge_follows_the_breaker",  # its breaker
+    "test_the_contracts_metrics_count_by_route_template_and_the_store_reports_progress",  # its counts
 }
 IN_PROCESS_FIXTURES = {"saves"}  # spies on this process's appends
 

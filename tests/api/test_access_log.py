@@ -31,7 +31,7 @@ def test_lines_wait_in_a_buffer_then_reach_standard_error_whole() -> None:
 
     async def two_requests() -> tuple[bytes, bytes]:
         for status in (200, 404):
-            log.record(method="GET", path=ME, status=status, duration_ms=1.25, request_id="r1",
+            log.record(method="GET", path=ME, route=ME, status=status, duration_ms=1.254, request_id="r1",
                        actor_id=None, credential_id=None)  # fmt: skip
         before = pending()
         await asyncio.sleep(FLUSH_SECONDS + 0.1)
@@ -44,11 +44,11 @@ def test_lines_wait_in_a_buffer_then_reach_standard_error_whole() -> None:
         os.close(read)
     assert before == b""  # no write per request
     lines = [json.loads(line) for line in after.splitlines()]
-    assert [line["status"] for line in lines] == ["200", "404"]
+    assert [line["status"] for line in lines] == [200, 404]  # numbers as numbers (issue 14)
     assert lines[0] | {"time": None} == {
         "time": None, "level": "info", "logger": "ledgerline.access", "message": "GET /api/v1/users/me 200",
-        "request_id": "r1", "method": "GET", "path": ME, "status": "200", "duration_ms": "1.2",
-        "actor_id": "None", "credential_id": "None",
+        "request_id": "r1", "method": "GET", "path": ME, "route": ME, "status": 200, "duration_ms": 1.25,
+        "actor_id": None, "credential_id": None,
     }  # fmt: skip
 
 
@@ -71,14 +71,20 @@ def test_requests_are_logged_without_their_query_string(
         api.client.get(ME, params={"min_position": 0, "token": "s3cret"}, headers=api.as_user()).status_code
         == 200
     )
+    missing = api.client.get("/api/v1/no-such-route", headers={"X-Request-ID": "lost-1"})
+    assert missing.status_code == 404 and missing.headers["X-Request-ID"] == "lost-1"
     api.client.__exit__(None, None, None)  # the app's shutdown flushes the access log
     lines = [
         json.loads(line) for line in capfd.readouterr().err.splitlines() if '"ledgerline.access"' in line
     ]
     mine = [line for line in lines if line["path"] == ME]
     assert mine, lines
-    assert mine[-1]["method"] == "GET" and mine[-1]["status"] == "200" and mine[-1]["level"] == "info"
+    assert mine[-1]["method"] == "GET" and mine[-1]["status"] == 200 and mine[-1]["level"] == "info"
     assert mine[-1]["actor_id"] == str(api.user_id) and mine[-1]["request_id"]
+    assert isinstance(mine[-1]["duration_ms"], float) and mine[-1]["route"] == ME
+    # Answered by Litestar's router, before any route's middleware: logged all the same.
+    (lost,) = [line for line in lines if line["request_id"] == "lost-1"]
+    assert lost["status"] == 404 and lost["route"] is None and lost["actor_id"] is None
     assert all("s3cret" not in json.dumps(line) and "min_position" not in json.dumps(line) for line in lines)
 
 

@@ -19,6 +19,7 @@ CALLS: dict[str, tuple[str, str, dict[str, Any] | None]] = {
     "health": ("GET", "/health", None),
     "live": ("GET", "/live", None),
     "ready": ("GET", "/ready", None),
+    "metrics": ("GET", "/metrics", None),
     "register": (
         "POST",
         "/api/v1/auth/register",
