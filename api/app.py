@@ -26,6 +26,7 @@ from api.controllers.audit_logs import AuditLogsController
 from api.controllers.audit_proofs import AuditProofsController
 from api.controllers.auth import AuthController
 from api.controllers.health import health, live, ready
+from api.controllers.subscriptions import SubscriptionsController
 from api.controllers.users import UsersController
 from api.follower import StreamFollower
 from api.head import shared_head
@@ -85,6 +86,7 @@ def create_app(
             AuditLogsController,
             AuditEvidenceController,
             AuditProofsController,
+            SubscriptionsController,
         ],
         dependencies={
             "services": Provide(lambda: services, sync_to_thread=False),

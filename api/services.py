@@ -36,6 +36,7 @@ from projections.audit_log.evidence import AuditEvidence
 from projections.audit_log.queries import MAX_POSITION
 from projections.read_side import positions
 from projections.runner import ErrorSummary
+from projections.streaming.targets import TargetPolicy
 
 T = TypeVar("T")
 logger = logging.getLogger("ledgerline.api")
@@ -65,6 +66,7 @@ class Services:
     database: Database | None = None  # where the tree's stored records are read from
     checkpoint_keys: CheckpointKeys | None = None  # signs checkpoints and exports; the keys they may carry
     follower: StreamFollower | None = None  # this process's caches, set by ``create_app``
+    stream_policy: TargetPolicy = field(default_factory=TargetPolicy)  # where webhooks may point
     waiting: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(WAITERS))
     _password_threads: anyio.CapacityLimiter | None = None
 

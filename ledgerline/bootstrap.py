@@ -171,5 +171,6 @@ def build_app(components: Components, *, watch_credentials: bool = True) -> Lite
         login_limiter=LoginRateLimiter(settings.login_rate_limit),
         database=settings.database,
         checkpoint_keys=components.checkpoint_keys,
+        stream_policy=settings.stream.policy,
     )
     return create_app(services, trusted_proxies=settings.trusted_proxies, watch_credentials=watch_credentials)

@@ -124,7 +124,8 @@ def _register_admin(components: Components, request: RegisterUser) -> str:
 @click.option("--projection", "names", multiple=True, help="Run only these (repeatable); default: all.")
 def project(names: tuple[str, ...]) -> None:
     """Run projector workers: catch up, then follow the live stream until SIGTERM or Ctrl-C."""
-    from projections.worker import FollowingWorker, start_checkpointer, start_workers
+    from ledgerline.streaming import start_deliverer
+    from projections.worker import start_checkpointer, start_workers
 
     settings = _settings()
     components = build(settings)
@@ -134,9 +135,10 @@ def project(names: tuple[str, ...]) -> None:
     try:
         selected = components.selected_projections(names)
         click.echo(f"projecting {', '.join(p.name for p in selected)} from {settings.database.redacted()}")
-        workers: list[FollowingWorker] = [
+        workers: list[threading.Thread] = [
             *start_workers(selected, components.identity, components.engine, settings.database, stop),
             start_checkpointer(components.checkpointer(), settings.database, stop),
+            start_deliverer(components, stop),  # webhooks and NATS: one leader per sink
         ]
         while not stop.wait(0.5):
             pass
@@ -218,6 +220,7 @@ def serve() -> None:
     """Serve the API (on SQLite, creating the schema and a first admin on an empty store)."""
     import uvicorn
 
+    from ledgerline.streaming import start_deliverer
     from projections.worker import start_checkpointer, start_workers
 
     settings = _settings()
@@ -238,6 +241,7 @@ def serve() -> None:
             start_workers(components.selected_projections(), components.identity, components.engine,
                           settings.database, stop)  # fmt: skip
             start_checkpointer(components.checkpointer(), settings.database, stop)
+            start_deliverer(components, stop)
         if settings.workers == 1:
             uvicorn.run(
                 build_app(components),

@@ -8,7 +8,7 @@ import binascii
 import ipaddress
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,6 +16,8 @@ from domain.values import Lockout
 from eventstore.audit_chain.note import VerifierKey, is_valid_key_name
 from eventstore.database import Database, DatabaseUrlError
 from eventstore.passwords import Argon2Parameters, hashing_cores
+from projections.streaming.options import StreamOptions
+from projections.streaming.targets import TargetPolicy
 
 
 class SettingsError(ValueError):
@@ -51,6 +53,7 @@ class Settings:
     # PostgreSQL: the role that owns the schema (``db init`` only); ``database`` is then the
     # runtime role, granted what the API and projector need and nothing that rewrites evidence.
     owner_database: Database | None = None
+    stream: StreamOptions = field(default_factory=StreamOptions)  # streaming events out
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -112,6 +115,17 @@ class Settings:
             workers=number("WORKERS", 1, 1, 64),
             ready_max_lag=number("READY_MAX_LAG", 1000, 0, 1_000_000_000),
             ready_stall_seconds=number("READY_STALL_SECONDS", 30, 1, 24 * 3600),
+            stream=StreamOptions(
+                policy=TargetPolicy(
+                    allow_private=_flag("STREAM_ALLOW_PRIVATE", get("STREAM_ALLOW_PRIVATE", "false")),
+                    allow_loopback=_flag("STREAM_ALLOW_LOOPBACK", get("STREAM_ALLOW_LOOPBACK", "false")),
+                ),
+                nats_url=environ.get("LEDGERLINE_NATS_URL", "").strip() or None,
+                timeout=number("STREAM_TIMEOUT_SECONDS", 10, 1, 300),
+                retry_first=number("STREAM_RETRY_FIRST_MS", 1000, 10, 600_000) / 1000,
+                retry_cap=number("STREAM_RETRY_MAX_SECONDS", 300, 1, 24 * 3600),
+                poll_interval=number("STREAM_POLL_MS", 100, 10, 10_000) / 1000,
+            ),
         )
 
 
