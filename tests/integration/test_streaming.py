@@ -7,6 +7,8 @@ import asyncio
 import contextlib
 import dataclasses
 import itertools
+import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -21,14 +23,15 @@ from domain.audit import AuditContext, acting_as
 from eventstore.passwords import Passwords
 from ledgerline.bootstrap import Components, build
 from ledgerline.streaming import start_deliverer
-from projections.streaming.cursors import cursor_states, subscription_cursor
+from projections.streaming.cursors import NATS, cursor_states, subscription_cursor
 from projections.streaming.delivery import StreamDeliverer
-from projections.streaming.sinks import DeliveryError, WebhookSink, webhook_id
+from projections.streaming.sinks import NATS_STREAM, DeliveryError, NatsSink, WebhookSink, webhook_id
 from projections.streaming.targets import TargetPolicy
 from projections.worker import start_workers
 from tests.conftest import settings_for
 from tests.integration.helpers import register, user_context
 from tests.integration.stream_receiver import receiving, wait_until
+from tests.integration.test_witness import NATS_URL, require_nats
 
 STREAM_ENV = {
     "LEDGERLINE_STREAM_ALLOW_LOOPBACK": "true",
@@ -262,3 +265,88 @@ def test_a_name_that_resolves_elsewhere_at_delivery_time_is_refused(streaming: C
     assert second.startswith("target refused: hooks.example resolves to 169.254.169.254")
     assert [r.position for r in receiver.requests] == [1]
     assert receiver.requests[0].headers["host"] == f"hooks.example:{port}"
+
+
+async def _stream_messages() -> list[Any]:
+    import nats
+
+    client = await nats.connect(NATS_URL, connect_timeout=5)
+    try:
+        jetstream = client.jetstream(timeout=5)
+        info = await jetstream.stream_info(NATS_STREAM)
+        return [await jetstream.get_msg(NATS_STREAM, seq) for seq in range(1, info.state.messages + 1)]
+    finally:
+        await client.close()
+
+
+async def _drop_stream() -> None:
+    import nats
+    from nats.js.errors import NotFoundError
+
+    client = await nats.connect(NATS_URL, connect_timeout=5)
+    try:
+        with contextlib.suppress(NotFoundError):
+            await client.jetstream(timeout=5).delete_stream(NATS_STREAM)
+    finally:
+        await client.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # NATS does not care which store
+def test_nats_sink_publishes_every_entry_in_order_and_a_resend_is_deduplicated(
+    streaming: Components,
+) -> None:
+    require_nats()
+    asyncio.run(_drop_stream())  # the stream is created again, by the sink, when missing
+    fast(streaming, nats_url=NATS_URL)
+    write_some(streaming, "nats")
+    with delivering(streaming) as deliverer:
+        head = streaming.identity.head_position()
+        assert wait_until(lambda: deliverer.bound >= head, 10)
+        expected = audited_positions(streaming)
+        with streaming.engine.connect() as conn:
+
+            def published() -> bool:
+                state = cursor_states(conn).get(NATS)
+                conn.rollback()
+                return state is not None and state.delivered_through >= expected[-1]
+
+            assert wait_until(published, 15)
+    messages = asyncio.run(_stream_messages())
+    assert [int(m.headers["Nats-Msg-Id"]) for m in messages] == expected
+    entries = [json.loads(m.data) for m in messages]
+    assert [e["position"] for e in entries] == expected
+    assert all(
+        m.subject == f"ledgerline.audit.{e['resource_type']}.{e['action'].split('.', 1)[1]}"
+        for m, e in zip(messages, entries, strict=True)
+    )
+    assert messages[0].subject == "ledgerline.audit.user.registered"
+
+    async def resend() -> None:  # what a deliverer killed before moving its cursor does
+        sink = NatsSink(NATS, NATS_URL, 5.0)
+        try:
+            for entry in entries[-3:]:
+                await sink.deliver(entry)
+        finally:
+            await sink.close()
+
+    asyncio.run(resend())
+    assert len(asyncio.run(_stream_messages())) == len(expected)  # deduplicated by Nats-Msg-Id
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_an_unreachable_nats_is_retried_and_recorded(streaming: Components) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"nats://127.0.0.1:{sock.getsockname()[1]}"
+    fast(streaming, nats_url=dead)
+    register(streaming.identity, "unheard")
+    with delivering(streaming), streaming.engine.connect() as conn:
+
+        def failed_twice() -> bool:
+            state = cursor_states(conn).get(NATS)
+            conn.rollback()
+            return state is not None and state.failed >= 2
+
+        assert wait_until(failed_twice, 10)
+        state = cursor_states(conn)[NATS]
+    assert state.delivered_through == 0 and (state.last_error or "").startswith("NATS publish failed (")
