@@ -3,6 +3,7 @@ nowhere, hostile URLs and bodies refused, and deliveries equal to GET /audit-log
 
 from __future__ import annotations
 
+import base64
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,6 +45,7 @@ def test_lifecycle_each_step_audited_with_its_actor(api: Api) -> None:
     subscription_id = data["id"]
     assert created.headers["location"].endswith(f"{BASE}/{subscription_id}")
     assert data["secret"].startswith("whsec_") and data["state"] == "active"
+    assert len(base64.b64decode(data["secret"].removeprefix("whsec_"))) == 32
     assert data["filter"] == {"actions": ["user.registered"], "resource_types": None}
     assert data["delivered_through"] == data["from_position"] - 1
     one = api.client.get(f"{BASE}/{subscription_id}", headers=api.as_admin())
