@@ -25,6 +25,7 @@ from projections.streaming.targets import (
 
 NATS_STREAM = "LEDGERLINE_AUDIT"
 NATS_SUBJECT_PREFIX = "ledgerline.audit"
+MAX_ANSWER = 64 * 1024  # bytes of a receiver's answer read before the connection is dropped
 RESOLVED_FOR = 1.0  # seconds a checked address is reused (connections go to it, never to a re-lookup)
 _encoder = msgspec.json.Encoder()
 
@@ -110,8 +111,15 @@ class WebhookSink:
         request = self._client.build_request(
             "POST", pinned, headers={**headers, "host": host_header}, content=body, extensions=extensions
         )
-        response = await self._client.send(request, stream=True)  # the body is never read
-        await response.aclose()
+        response = await self._client.send(request, stream=True)
+        try:  # a short answer is read (the connection is kept); a long one is not wanted
+            read = 0
+            async for chunk in response.aiter_raw():
+                read += len(chunk)
+                if read > MAX_ANSWER:
+                    break
+        finally:
+            await response.aclose()
         return response.status_code
 
     async def close(self) -> None:

@@ -33,9 +33,15 @@ class Received:
 
 
 class Receiver:
-    def __init__(self, answer: Callable[[int], int] | None = None, delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        answer: Callable[[int], int] | None = None,
+        delay: float = 0.0,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.answer = answer or (lambda n: 200)  # the status for the n-th request (0-based)
         self.delay = delay
+        self.headers = headers or {}  # sent with every answer
         self.requests: list[Received] = []
         self._lock = threading.Lock()
         receiver = self
@@ -53,6 +59,8 @@ class Receiver:
                 if receiver.delay:
                     time.sleep(receiver.delay)
                 self.send_response(status)
+                for name, value in receiver.headers.items():
+                    self.send_header(name, value)
                 self.send_header("content-length", "0")
                 self.end_headers()
 
@@ -80,8 +88,10 @@ class Receiver:
 
 
 @contextmanager
-def receiving(answer: Callable[[int], int] | None = None, delay: float = 0.0) -> Iterator[Receiver]:
-    receiver = Receiver(answer, delay)
+def receiving(
+    answer: Callable[[int], int] | None = None, delay: float = 0.0, headers: dict[str, str] | None = None
+) -> Iterator[Receiver]:
+    receiver = Receiver(answer, delay, headers)
     thread = threading.Thread(target=receiver.server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
     try:

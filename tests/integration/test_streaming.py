@@ -207,6 +207,25 @@ def test_one_slow_receiver_delays_no_other(streaming: Components) -> None:
         assert state.delivered == 0 and state.last_error == "timeout"  # every answer came too late
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_redirect_is_a_failure_and_never_followed(streaming: Components) -> None:
+    """A receiver cannot bounce deliveries (and their signatures) to an address nobody checked."""
+    with receiving() as elsewhere, receiving(lambda n: 307, headers={"location": "PLACEHOLDER"}) as bouncer:
+        bouncer.headers["location"] = elsewhere.url
+        created = subscribe(streaming, bouncer.url, from_position=1)
+        with delivering(streaming), streaming.engine.connect() as conn:
+
+            def failed_twice() -> bool:
+                state = cursor_states(conn).get(subscription_cursor(created.result.id))
+                conn.rollback()
+                return state is not None and state.failed >= 2
+
+            assert wait_until(failed_twice, 10)
+            state = cursor_states(conn)[subscription_cursor(created.result.id)]
+        assert state.last_error == "HTTP 307" and state.delivered == 0
+        assert elsewhere.requests == []
+
+
 def test_an_erased_users_data_reads_erased_in_deliveries_made_after_the_erasure(
     streaming: Components,
 ) -> None:
