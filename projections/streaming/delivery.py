@@ -40,6 +40,9 @@ from projections.streaming.sinks import DeliveryError, NatsSink, Sink, WebhookSi
 from projections.streaming.source import EntrySource
 
 logger = logging.getLogger("ledgerline.stream")
+# Key usage is traffic, not a change: a webhook gets it only when its filter names it (as the audit
+# list shows it only when asked for); NATS gets every entry.
+TRAFFIC = ("api_key.usage_recorded",)
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class SinkSpec:
     actions: Sequence[str] | None
     resource_types: Sequence[str] | None
     make: Callable[[], Sink]
+    unless_named: Sequence[str] = ()  # actions delivered only when ``actions`` names them
 
 
 @dataclass
@@ -200,6 +204,7 @@ class StreamDeliverer(threading.Thread):
                 subscription.actions,
                 subscription.resource_types,
                 webhook,
+                unless_named=TRAFFIC,
             )
         if options.nats_url:
             url = options.nats_url
@@ -272,7 +277,12 @@ class StreamDeliverer(threading.Thread):
         """Deliver the next batch; returns the new cursor and the failure that stopped it, if any."""
         try:
             batch = await asyncio.to_thread(
-                self.source.next_batch, cursor, self.options.batch_size, spec.actions, spec.resource_types
+                self.source.next_batch,
+                cursor,
+                self.options.batch_size,
+                spec.actions,
+                spec.resource_types,
+                spec.unless_named,
             )
         except ForgedEntryError as forged:
             return cursor, f"the audit entry at position {forged.position} fails its MAC (run audit verify)"

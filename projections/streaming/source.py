@@ -50,7 +50,9 @@ class EntrySource:
         limit: int,
         actions: Sequence[str] | None = None,
         resource_types: Sequence[str] | None = None,
+        unless_named: Sequence[str] = (),
     ) -> Batch:
+        """``unless_named``: actions left out when ``actions`` does not name them (traffic)."""
         with self.engine.connect() as conn:
             bound = audit_log_position(conn)  # first: it bounds the rows read after it
             if bound <= after:
@@ -60,6 +62,8 @@ class EntrySource:
             )
             if actions is not None:
                 query = query.where(audit_log.c.action.in_(list(actions)))
+            elif unless_named:
+                query = query.where(audit_log.c.action.not_in(list(unless_named)))
             if resource_types is not None:
                 query = query.where(audit_log.c.resource_type.in_(list(resource_types)))
             rows = [dict(row) for row in conn.execute(query).mappings()]

@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -158,15 +159,21 @@ def test_a_receiver_down_for_a_while_gets_every_missed_entry_in_order(streaming:
 
 def test_filters_pause_resume_and_delete(streaming: Components) -> None:
     identity = streaming.identity
-    with receiving() as keys_only, receiving() as everything:
+    with receiving() as keys_only, receiving() as everything, receiving() as usage:
         subscribe(streaming, keys_only.url, actions=["api_key.issued", "api_key.revoked"])
+        subscribe(streaming, usage.url, actions=["api_key.usage_recorded"])
         everything_sub = subscribe(streaming, everything.url)
         with delivering(streaming):
             user = register(identity, "owner")
             issued = identity.issue_api_key(user.id, name="k", permissions={"users:read": True})
+            identity.record_api_key_usage(
+                issued.result.id, count=3, last_used_at=datetime.now(UTC), last_used_ip="203.0.113.5"
+            )
             identity.revoke_api_key(issued.result.id)
             assert wait_until(lambda: len(keys_only.accepted()) == 2, 10)
             assert [r.entry["action"] for r in keys_only.accepted()] == ["api_key.issued", "api_key.revoked"]
+            assert wait_until(lambda: len(usage.accepted()) == 1, 10)  # traffic: only when named
+            assert usage.accepted()[0].entry["changes"]["count"] == 3
             with acting_as(ADMIN):
                 identity.pause_subscription(everything_sub.result.id)
             time.sleep(0.5)  # the deliverer sees the pause
@@ -187,6 +194,7 @@ def test_filters_pause_resume_and_delete(streaming: Components) -> None:
             assert len(everything.requests) == received  # deleted: nothing more
     positions = everything.accepted_positions()
     assert positions == sorted(set(positions))  # in order, none twice
+    assert "api_key.usage_recorded" not in {r.entry["action"] for r in everything.accepted()}
 
 
 def test_one_slow_receiver_delays_no_other(streaming: Components) -> None:
