@@ -18,6 +18,7 @@ holds up nobody else.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import random
@@ -124,7 +125,8 @@ class StreamDeliverer(threading.Thread):
         self.options, self.stop = options, stop
         self.stats: dict[str, SinkStats] = {}
         self.bound = 0  # how far the audit_log projection has got
-        self._stopping = False
+        self._stopping = False  # the process stops: every sink ends after its entry in flight
+        self._retiring: set[str] = set()  # sinks paused or deleted: they end the same way
         self._moved: asyncio.Condition | None = None
 
     def counters(self) -> list[cursors.SinkCounters]:
@@ -173,7 +175,7 @@ class StreamDeliverer(threading.Thread):
         wanted = await asyncio.to_thread(self._wanted)
         for name in [name for name in tasks if name not in wanted]:  # paused or deleted
             logger.info("stream %s: stopped (paused or deleted)", name)
-            await self._cancel({name: tasks.pop(name)})
+            await self._retire(name, tasks.pop(name))
             await asyncio.to_thread(leadership.release, name)
         for name, spec in wanted.items():
             if name not in tasks and await asyncio.to_thread(leadership.acquire, name):
@@ -224,6 +226,22 @@ class StreamDeliverer(threading.Thread):
                     logger.warning("stream %s interrupted (%s)", name, ErrorSummary.of(error))
                 await asyncio.to_thread(leadership.release, name)
 
+    async def _retire(self, name: str, task: asyncio.Task[None]) -> None:
+        """End a sink after the entry in flight, its cursor moved past what was acknowledged (a
+        paused subscription resumes where it stopped, without re-sending)."""
+        self._retiring.add(name)
+        assert self._moved is not None
+        async with self._moved:
+            self._moved.notify_all()
+        try:
+            await asyncio.wait({task}, timeout=self.options.timeout + 1)
+            await self._cancel({name: task})
+        finally:
+            self._retiring.discard(name)
+
+    def _ending(self, name: str) -> bool:
+        return self._stopping or name in self._retiring
+
     async def _cancel(self, tasks: dict[str, asyncio.Task[None]]) -> None:
         for task in tasks.values():
             task.cancel()
@@ -248,9 +266,9 @@ class StreamDeliverer(threading.Thread):
         try:
             cursor = await asyncio.to_thread(cursors.open_cursor, self.engine, spec.name, spec.start)
             stats.delivered_through, delay = cursor, None
-            while not self._stopping:
-                await self._wait_beyond(cursor)
-                if self._stopping:
+            while not self._ending(spec.name):
+                await self._wait_beyond(cursor, spec.name)
+                if self._ending(spec.name):
                     return
                 cursor, failure = await self._deliver_batch(spec, sink, cursor, stats)
                 if failure is None:
@@ -262,14 +280,21 @@ class StreamDeliverer(threading.Thread):
                 wait = random.uniform(delay / 2, delay)  # noqa: S311 (jitter, not crypto)
                 logger.warning("stream %s: delivery after position %d failed (%s); retrying in %.2fs",
                                spec.name, cursor, failure, wait)  # fmt: skip
-                await asyncio.sleep(wait)
+                await self._pause(wait, spec.name)
         finally:
             await sink.close()
 
-    async def _wait_beyond(self, cursor: int) -> None:
+    async def _pause(self, seconds: float, name: str) -> None:
+        """Wait ``seconds`` before a retry, or less if the sink is ending."""
         assert self._moved is not None
         async with self._moved:
-            await self._moved.wait_for(lambda: self.bound > cursor or self._stopping)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._moved.wait_for(lambda: self._ending(name)), seconds)
+
+    async def _wait_beyond(self, cursor: int, name: str) -> None:
+        assert self._moved is not None
+        async with self._moved:
+            await self._moved.wait_for(lambda: self.bound > cursor or self._ending(name))
 
     async def _deliver_batch(
         self, spec: SinkSpec, sink: Sink, cursor: int, stats: SinkStats
@@ -288,7 +313,7 @@ class StreamDeliverer(threading.Thread):
             return cursor, f"the audit entry at position {forged.position} fails its MAC (run audit verify)"
         reached, delivered, failure = cursor, 0, None
         for entry in batch.entries:
-            if self._stopping:
+            if self._ending(spec.name):
                 break
             try:
                 await sink.deliver(entry)
