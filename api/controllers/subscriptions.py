@@ -7,6 +7,7 @@ in the creation's answer only.
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -19,6 +20,7 @@ from api.authorization import authorize
 from api.controllers.responses import MinPosition, PageNumber, PerPage, written
 from api.schemas import DISPLAY_TEXT, END, Body, Check, Many, One
 from api.services import Services, decode_cursor, page_info
+from domain.errors import SubscriptionNotFoundError
 from domain.subscriptions import MAX_URL, Subscription
 from projections.audit_log.projection import EVERY_ACTION, RESOURCE_TYPES
 from projections.audit_log.queries import MAX_POSITION
@@ -113,20 +115,23 @@ class SubscriptionsController(Controller):
         min_position: MinPosition = None,
     ) -> Many[SubscriptionOut]:
         services.store_at(min_position)
-        identity = services.identity
-        listed = [identity.get_subscription(i) for i in identity.subscription_ids()]
+        listed = _live(services)
         listed.sort(key=lambda s: (s.created_on, s.id), reverse=sort_order == "desc")
-        total, after = len(listed), None if cursor is None else decode_cursor(cursor, is_time=True)
+        after = None if cursor is None else decode_cursor(cursor, is_time=True)
         if after is None:
             chosen = listed[(page - 1) * per_page : page * per_page]
-        else:  # keyset: the rows past the cursor's (created_at, id), in the order asked for
-            chosen = [s for s in listed if _beyond((s.created_on, s.id), after, sort_order == "asc")][
-                :per_page
-            ]
-        shown = [{"sort_key": s.created_on, "id": s.id} for s in chosen]
+        else:  # keyset: past the cursor's (created_at, id), in the order asked for
+            chosen = [s for s in listed if _beyond((s.created_on, s.id), after, sort_order == "asc")]
+        shown = chosen[:per_page]
         return Many(
-            data=_out(services, chosen),
-            pagination=page_info(shown, total, page=page, per_page=per_page, after=after),
+            data=_out(services, shown),
+            pagination=page_info(
+                [{"sort_key": s.created_on, "id": s.id} for s in shown],
+                len(listed),
+                page=page,
+                per_page=per_page,
+                after=after,
+            ),
         )
 
     @get("/{subscription_id:uuid}", sync_to_thread=True)
@@ -155,6 +160,15 @@ class SubscriptionsController(Controller):
         """Deliveries stop (within a second); its cursor row stays as a record."""
         result = services.identity.delete_subscription(subscription_id)
         return written(_out(services, [result.aggregate])[0], result)
+
+
+def _live(services: Services) -> list[Subscription]:
+    """Every live subscription (one deleted while listing is left out, not a 404)."""
+    found = []
+    for subscription_id in services.identity.subscription_ids():
+        with contextlib.suppress(SubscriptionNotFoundError):
+            found.append(services.identity.get_subscription(subscription_id))
+    return found
 
 
 def _beyond(key: tuple[datetime, UUID], after: tuple[Any, UUID], ascending: bool) -> bool:

@@ -181,3 +181,20 @@ def test_deliveries_are_the_entries_as_the_api_shows_them(api: Api) -> None:
         state = api.client.get(f"{BASE}/{created.json()['data']['id']}", headers=admin).json()["data"]
     assert state["delivered"] == len(expected) and state["last_error"] is None
     assert state["delivered_through"] >= expected[-1]
+
+
+def test_the_list_pages_by_number_and_by_cursor(api: Api) -> None:
+    admin = api.as_admin()
+    made = [create(api, f"http://127.0.0.1:9/hook{n}").json()["data"]["id"] for n in range(3)]
+    first = api.client.get(BASE, params={"per_page": 2}, headers=admin).json()
+    assert [s["id"] for s in first["data"]] == made[:2]
+    assert first["pagination"]["total"] == 3 and first["pagination"]["has_next"]
+    rest = api.client.get(
+        BASE, params={"per_page": 2, "cursor": first["pagination"]["next_cursor"]}, headers=admin
+    ).json()
+    assert [s["id"] for s in rest["data"]] == made[2:] and not rest["pagination"]["has_next"]
+    second_page = api.client.get(BASE, params={"per_page": 2, "page": 2}, headers=admin).json()
+    assert [s["id"] for s in second_page["data"]] == made[2:]
+    newest = api.client.get(BASE, params={"sort_order": "desc", "per_page": 1}, headers=admin).json()
+    assert [s["id"] for s in newest["data"]] == made[2:]
+    assert api.client.get(BASE, params={"cursor": "bm90IGEgY3Vyc29y"}, headers=admin).status_code == 422
