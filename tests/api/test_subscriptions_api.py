@@ -169,8 +169,12 @@ def test_deliveries_are_the_entries_as_the_api_shows_them(api: Api) -> None:
             head = api.components.identity.head_position()
             assert wait_until(lambda: deliverer.bound >= head, 15)
             audited = api.client.get("/api/v1/audit-logs", params={"per_page": 100}, headers=admin).json()
-            expected = sorted(e["position"] for e in audited["data"])
-            assert wait_until(lambda: receiver.accepted_positions() == expected, 15)
+            expected = sorted(  # key usage (this test's own requests) is traffic: not sent by default
+                e["position"]
+                for e in audited["data"]
+                if e["action"] != "api_key.usage_recorded" and e["position"] <= head
+            )
+            assert wait_until(lambda: [p for p in receiver.accepted_positions() if p <= head] == expected, 15)
         finally:
             stop.set()
             deliverer.join(timeout=10)
@@ -179,7 +183,7 @@ def test_deliveries_are_the_entries_as_the_api_shows_them(api: Api) -> None:
             assert request.entry == shown
         receiver.verify_all(created.json()["data"]["secret"])
         state = api.client.get(f"{BASE}/{created.json()['data']['id']}", headers=admin).json()["data"]
-    assert state["delivered"] == len(expected) and state["last_error"] is None
+    assert state["delivered"] >= len(expected) and state["last_error"] is None
     assert state["delivered_through"] >= expected[-1]
 
 
