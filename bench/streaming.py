@@ -7,11 +7,16 @@ at once (HTTP/1.1 keep-alive, like a real receiver):
                     created, then first to last acknowledged delivery (one entry per request, in
                     order: the receiver's round trip bounds it); beside it the API's write rate
                     from bench/results/latest.json (commands_per_s), as a ratio
-  lag at RATE events/s: WRITERS writer processes append profile changes paced to RATE events/s
-                    for SECONDS; per delivery, receipt time minus the event's occurred_at;
-                    p50, p99, max (it includes the audit projection's own lag)
+  lag at RATE events/s: WRITERS writer processes append profile changes (4 per append, as
+                    bench/live.py) paced to RATE events/s
+                    for SECONDS (the rate they reached is printed); per delivery, receipt time
+                    minus the event's occurred_at; p50, p99, max (it includes the audit
+                    projection's own lag: the median positions behind the head of the projection
+                    and of the deliverer behind the projection are printed beside it)
 Run: `python -m bench.streaming`. ``LEDGERLINE_BENCH_EVENTS`` (3000), ``LEDGERLINE_BENCH_RATE``
-(500), ``LEDGERLINE_BENCH_SECONDS`` (10) change the scale. The machine is shared: the figures
+(500), ``LEDGERLINE_BENCH_SECONDS`` (10) change the scale; ``LEDGERLINE_BENCH_PROJECT_ARGS`` is
+passed to ``ledgerline project`` (e.g. ``--projection audit_log``: the deliverer then shares its
+process with one projector instead of three). The machine is shared: the figures
 are printed with the load average seen.
 """
 
@@ -46,6 +51,8 @@ RATE = float(os.environ.get("LEDGERLINE_BENCH_RATE", "500"))
 SECONDS = float(os.environ.get("LEDGERLINE_BENCH_SECONDS", "10"))
 STORE = os.environ.get("LEDGERLINE_BENCH_STORE", "postgres")
 WRITERS = 2
+PROJECT_ARGS = os.environ.get("LEDGERLINE_BENCH_PROJECT_ARGS", "").split()
+EVENTS_PER_APPEND = 4
 FAST = Passwords(Argon2Parameters(memory_kib=1024, time_cost=1, parallelism=1))
 ADMIN = AuditContext(actor_type="system", request_id="bench-streaming")
 LEDGERLINE = str(Path(sys.executable).with_name("ledgerline"))
@@ -100,19 +107,24 @@ def settings_env(url: str, data_dir: Path, secret: str) -> dict[str, str]:
 
 
 def write_paced(env: dict[str, str], index: int, rate: float, seconds: float, done: Any) -> None:
+    """Appends of EVENTS_PER_APPEND profile changes (as bench/live.py), paced to ``rate`` events/s."""
     components = build(Settings.from_env(env), passwords=FAST)
     identity = components.identity
     tag = f"{index}-{secrets.token_hex(3)}"
     password = "Correct-Horse-9"
-    user = identity.register_user(username=f"w{tag}", email=f"w{tag}@bench.example", password=password)
-    written, began = 0, time.monotonic()
-    while (elapsed := time.monotonic() - began) < seconds:
-        due = int(elapsed * rate)
-        while written < due:
-            identity.update_user(user.id, full_name=f"n{written}")
-            written += 1
-        time.sleep(0.001)
-    done.send(written / (time.monotonic() - began))
+    user_id = identity.register_user(username=f"w{tag}", email=f"w{tag}@bench.example", password=password).id
+    user = identity.get_user(user_id)
+    interval, appends = EVENTS_PER_APPEND / rate, int(seconds * rate / EVENTS_PER_APPEND)
+    began = time.monotonic()
+    with acting_as(ADMIN):
+        for k in range(appends):
+            pause = began + k * interval - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            for i in range(EVENTS_PER_APPEND):
+                user.update_profile(full_name=f"n{k} {i}")
+            identity.save(user)
+    done.send(appends * EVENTS_PER_APPEND / (time.monotonic() - began))
     components.close()
 
 
@@ -182,7 +194,10 @@ def main() -> None:
         hook = f"http://127.0.0.1:{port_in.recv()}/hook"
         project_log = (data_dir / "project.log").open("ab")
         project = subprocess.Popen(
-            [LEDGERLINE, "project"], env={**os.environ, **env}, stdout=project_log, stderr=project_log
+            [LEDGERLINE, "project", *PROJECT_ARGS],
+            env={**os.environ, **env},
+            stdout=project_log,
+            stderr=project_log,
         )
         try:
             # deliveries/s: a backlog already projected, then a subscription from position 1.
@@ -210,7 +225,19 @@ def main() -> None:
                 writer.start()
                 pipes.append(mine)
                 writers.append(writer)
+            samples: list[tuple[int, int, int]] = []  # head, projected, delivered: where the lag is
+            sampling = threading.Event()
+
+            def sample() -> None:
+                while not sampling.wait(0.1):
+                    head_now = components.identity.head_position()
+                    samples.append((head_now, projected(components), cursor(components, backlog.result.id)))
+
+            sampler = threading.Thread(target=sample)
+            sampler.start()
             rates = [pipe.recv() for pipe in pipes]
+            sampling.set()
+            sampler.join()
             for writer in writers:
                 writer.join()
             end_head = components.identity.head_position()
@@ -238,6 +265,10 @@ def main() -> None:
         "lag_p50_ms": round(percentile(lags, 50), 1),
         "lag_p99_ms": round(percentile(lags, 99), 1),
         "lag_max_ms": round(max(lags), 1),
+        "behind_head_p50_positions": {
+            "audit_projection": percentile([h - p for h, p, _ in samples], 50),
+            "deliverer_behind_projection": percentile([p - d for _, p, d in samples], 50),
+        },
         "load_average": [round(x, 1) for x in load],
     }
     print(json.dumps(results, indent=1))
