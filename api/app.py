@@ -26,6 +26,7 @@ from api.controllers.audit_proofs import AuditProofsController
 from api.controllers.auth import AuthController
 from api.controllers.health import health, live, ready
 from api.controllers.metrics import metrics
+from api.controllers.subscriptions import SubscriptionsController
 from api.controllers.users import UsersController
 from api.docs_assets import docs_assets, openapi_config
 from api.edge import edge
@@ -106,6 +107,7 @@ def create_app(
             AuditEvidenceController,
             AuditProofsController,
             docs_assets(),
+            SubscriptionsController,
         ],
         dependencies={
             "services": Provide(lambda: services, sync_to_thread=False),

@@ -109,6 +109,14 @@ ROUTES: dict[str, Needs | None] = {
     "audit_inclusion_proof": Needs("audit_logs:read", admin=True),
     "audit_consistency_proof": Needs("audit_logs:read", admin=True),
     "audit_public_key": PUBLIC,  # a public key: anyone may check a bundle or checkpoint
+    # Streaming: a subscription reads every audit entry from now on, and the answer carries a
+    # signing secret: superusers whose credential grants everything (admin or *) only.
+    "create_subscription": Needs("admin", admin=True),
+    "list_subscriptions": Needs("admin", admin=True),
+    "get_subscription": Needs("admin", admin=True),
+    "pause_subscription": Needs("admin", admin=True),
+    "resume_subscription": Needs("admin", admin=True),
+    "delete_subscription": Needs("admin", admin=True),
 }
 
 

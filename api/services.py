@@ -37,6 +37,7 @@ from projections.audit_log.evidence import AuditEvidence
 from projections.audit_log.queries import MAX_POSITION
 from projections.read_side import positions
 from projections.runner import ErrorSummary
+from projections.streaming.targets import TargetPolicy
 
 T = TypeVar("T")
 logger = logging.getLogger("ledgerline.api")
@@ -70,6 +71,7 @@ class Services:
     metrics: Metrics | None = None  # set by ``create_app`` when ``measure``
     tracing: bool = False  # LEDGERLINE_TRACING (api.tracing)
     tracer_provider: Any = None  # tracing's; None: OTLP as the OTEL_* environment says
+    stream_policy: TargetPolicy = field(default_factory=TargetPolicy)  # where webhooks may point
     waiting: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(WAITERS))
     _password_threads: anyio.CapacityLimiter | None = None
 

@@ -32,6 +32,11 @@ class SessionNotFoundError(NotFoundError):
         super().__init__("session", session_id)
 
 
+class SubscriptionNotFoundError(NotFoundError):
+    def __init__(self, subscription_id: object) -> None:
+        super().__init__("subscription", subscription_id)
+
+
 class ConflictError(DomainError):
     """The resource is not in a state that allows this change (HTTP 409)."""
 
@@ -83,6 +88,16 @@ class ApiKeyRevokedError(StateConflictError):
 class ApiKeyExpiredError(StateConflictError):
     def __init__(self, key_id: UUID) -> None:
         super().__init__("api_key", key_id, "API key is expired")
+
+
+class SubscriptionPausedError(StateConflictError):
+    def __init__(self, subscription_id: UUID) -> None:
+        super().__init__("subscription", subscription_id, "subscription is already paused")
+
+
+class SubscriptionActiveError(StateConflictError):
+    def __init__(self, subscription_id: UUID) -> None:
+        super().__init__("subscription", subscription_id, "subscription is not paused")
 
 
 class VersionMismatchError(DomainError):

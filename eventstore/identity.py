@@ -5,7 +5,8 @@ event it wrote (for read-your-writes), the aggregate's new version and the aggre
 API answers with it). A command loads what it needs once, decides, and saves every aggregate it
 touched in one append, or raises before writing. Uniqueness is enforced by
 reservation aggregates and key rings saved in the same append. The use cases live in
-``user_commands``, ``api_key_commands`` and ``authentication``; the shared machinery in
+``user_commands``, ``api_key_commands``, ``session_commands``, ``subscription_commands`` and
+``authentication``; the shared machinery in
 ``identity_base``.
 """
 
@@ -15,6 +16,7 @@ from eventstore.api_key_commands import ApiKeyCommands
 from eventstore.authentication import Authentication
 from eventstore.commands import UNCHANGED, CommandResult, IssuedKey, VerificationRequest, VerifiedKey
 from eventstore.session_commands import SessionCommands, SessionTokens
+from eventstore.subscription_commands import NewSubscription, SubscriptionCommands
 from eventstore.user_commands import UserCommands
 
 __all__ = [
@@ -22,11 +24,12 @@ __all__ = [
     "CommandResult",
     "Identity",
     "IssuedKey",
+    "NewSubscription",
     "SessionTokens",
     "VerificationRequest",
     "VerifiedKey",
 ]
 
 
-class Identity(UserCommands, ApiKeyCommands, SessionCommands, Authentication):
+class Identity(UserCommands, ApiKeyCommands, SessionCommands, SubscriptionCommands, Authentication):
     name = "Identity"

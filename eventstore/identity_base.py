@@ -24,6 +24,7 @@ from domain.api_keys import ApiKey
 from domain.errors import ApiKeyNotFoundError, UserNotFoundError, VersionMismatchError
 from domain.key_rings import KeyRing, key_ring_id
 from domain.reservations import Reservation, reservation_id
+from domain.subscriptions import SubscriptionList
 from domain.users import User, normalise_email
 from domain.values import Lockout
 from eventstore.aggregate_cache import AggregateCache
@@ -44,7 +45,7 @@ DEFAULT_LOCKOUT = Lockout()
 
 
 class IdentityBase(Application[UUID]):
-    snapshotting_intervals = {User: 50, ApiKey: 50, KeyRing: 50}
+    snapshotting_intervals = {User: 50, ApiKey: 50, KeyRing: 50, SubscriptionList: 50}
 
     def __init__(
         self,
@@ -63,6 +64,7 @@ class IdentityBase(Application[UUID]):
         self.login_failure_floor = login_failure_floor
         self._email_pepper = derive_key(secret, "email-reservation")
         self.snapshot_key = derive_key(secret, "snapshot-mac")  # read by construct_snapshot_store
+        self.webhook_key = derive_key(secret, "webhook-signing-secrets")  # subscription_commands
         # The library's repository cache stays off: this one is told by the stream what changed.
         self.aggregates = AggregateCache(aggregate_cache) if aggregate_cache else None
         # Told how many events each committed save appended (the API's metrics count them).

@@ -150,7 +150,7 @@ def audit_verify_export(bundle: IO[bytes], public_keys: tuple[str, ...]) -> None
 @click.option("--format", "fmt", type=click.Choice(["ndjson", "csv"]), default="ndjson", show_default=True)
 @click.option("--output", "-o", type=click.File("wb"), default="-", help="File to write (default: stdout).")
 @click.option("--actor-id", type=click.UUID)
-@click.option("--resource-type", type=click.Choice(["user", "api_key", "session"]))
+@click.option("--resource-type", type=click.Choice(["user", "api_key", "session", "subscription"]))
 @click.option("--resource-id", type=click.UUID)
 @click.option("--action")
 @click.option("--status", type=click.Choice(["success", "failure"]))

@@ -173,5 +173,6 @@ def build_app(components: Components, *, watch_credentials: bool = True) -> Lite
         checkpoint_keys=components.checkpoint_keys,
         measure=settings.metrics,
         tracing=settings.tracing,
+        stream_policy=settings.stream.policy,
     )
     return create_app(services, trusted_proxies=settings.trusted_proxies, watch_credentials=watch_credentials)

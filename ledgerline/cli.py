@@ -138,7 +138,8 @@ def _register_admin(components: Components, request: RegisterUser) -> str:
 @click.option("--projection", "names", multiple=True, help="Run only these (repeatable); default: all.")
 def project(names: tuple[str, ...]) -> None:
     """Run projector workers: catch up, then follow the live stream until SIGTERM or Ctrl-C."""
-    from projections.worker import FollowingWorker, start_checkpointer, start_workers
+    from ledgerline.streaming import start_deliverer
+    from projections.worker import start_checkpointer, start_workers
 
     settings = _settings()
     components = build(settings)
@@ -150,9 +151,10 @@ def project(names: tuple[str, ...]) -> None:
         # A log line, not a print: a long-running process's output is its JSON log.
         names_ = ", ".join(p.name for p in selected)
         logger.info("projecting %s from %s", names_, settings.database.redacted())
-        workers: list[FollowingWorker] = [
+        workers: list[threading.Thread] = [
             *start_workers(selected, components.identity, components.engine, settings.database, stop),
             start_checkpointer(components.checkpointer(), settings.database, stop),
+            start_deliverer(components, stop),  # webhooks and NATS: one leader per sink
         ]
         while not stop.wait(0.5):
             pass
@@ -243,6 +245,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     import uvicorn
 
     from ledgerline.asgi import prepare_metrics
+    from ledgerline.streaming import start_deliverer
     from projections.worker import start_checkpointer, start_workers
 
     # The flags become the environment: the worker processes read their settings from it.
@@ -268,6 +271,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
             start_workers(components.selected_projections(), components.identity, components.engine,
                           settings.database, stop)  # fmt: skip
             start_checkpointer(components.checkpointer(), settings.database, stop)
+            start_deliverer(components, stop)
         if settings.workers == 1:
             uvicorn.run(
                 build_app(components),

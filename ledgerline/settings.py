@@ -9,7 +9,7 @@ import importlib.util
 import ipaddress
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,6 +17,8 @@ from domain.values import Lockout
 from eventstore.audit_chain.note import VerifierKey, is_valid_key_name
 from eventstore.database import Database, DatabaseUrlError
 from eventstore.passwords import Argon2Parameters, hashing_cores
+from projections.streaming.options import StreamOptions
+from projections.streaming.targets import TargetPolicy
 
 
 class SettingsError(ValueError):
@@ -56,6 +58,7 @@ class Settings:
     # PostgreSQL: the role that owns the schema (``db init`` only); ``database`` is then the
     # runtime role, granted what the API and projector need and nothing that rewrites evidence.
     owner_database: Database | None = None
+    stream: StreamOptions = field(default_factory=StreamOptions)  # streaming events out
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -120,6 +123,17 @@ class Settings:
             metrics=_flag("METRICS", get("METRICS", "true")),
             log_level=log_level(environ),
             tracing=_tracing(_flag("TRACING", get("TRACING", "false"))),
+            stream=StreamOptions(
+                policy=TargetPolicy(
+                    allow_private=_flag("STREAM_ALLOW_PRIVATE", get("STREAM_ALLOW_PRIVATE", "false")),
+                    allow_loopback=_flag("STREAM_ALLOW_LOOPBACK", get("STREAM_ALLOW_LOOPBACK", "false")),
+                ),
+                nats_url=environ.get("LEDGERLINE_NATS_URL", "").strip() or None,
+                timeout=number("STREAM_TIMEOUT_SECONDS", 10, 1, 300),
+                retry_first=number("STREAM_RETRY_FIRST_MS", 1000, 10, 600_000) / 1000,
+                retry_cap=number("STREAM_RETRY_MAX_SECONDS", 300, 1, 24 * 3600),
+                poll_interval=number("STREAM_POLL_MS", 100, 10, 10_000) / 1000,
+            ),
         )
 
 

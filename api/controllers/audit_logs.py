@@ -37,7 +37,7 @@ MAX_DEPTH = 10_000  # entries a `page` may skip; deeper, continue with `cursor`
 Position = Annotated[int, Parameter(ge=0, le=MAX_POSITION, schema_extra={"maximum": MAX_POSITION})]
 From = Annotated[str | None, QueryParameter(name="from", description="RFC 3339, inclusive", **TIME)]
 To = Annotated[str | None, QueryParameter(description="RFC 3339, exclusive", **TIME)]
-ResourceType = Literal["user", "api_key", "session"]
+ResourceType = Literal["user", "api_key", "session", "subscription"]
 
 
 @dataclass(frozen=True)

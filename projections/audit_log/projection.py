@@ -1,4 +1,5 @@
-"""The audit log: one entry per user or API-key event, straight from the event and its envelope."""
+"""The audit log: one entry per user, API-key, session or subscription event, straight from the
+event and its envelope."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from sqlalchemy.engine import Connection
 
 from domain.api_keys import ApiKey
 from domain.sessions import Session
+from domain.subscriptions import Subscription
 from domain.users import User
 from domain.values import PersonalData
 from projections.audit_log.counts import add_counts
@@ -24,8 +26,13 @@ from projections.events import payload, topics_of
 from projections.rows import append_rows
 
 REDACTED = "[REDACTED]"
-SECRET_FIELDS = frozenset({"password_hash", "digest", "token_digest", "refresh_digest"})
-RESOURCE_TYPES = {"ledgerline.User": "user", "ledgerline.ApiKey": "api_key", "ledgerline.Session": "session"}
+SECRET_FIELDS = frozenset({"password_hash", "digest", "token_digest", "refresh_digest", "secret_salt"})
+RESOURCE_TYPES = {
+    "ledgerline.User": "user",
+    "ledgerline.ApiKey": "api_key",
+    "ledgerline.Session": "session",
+    "ledgerline.Subscription": "subscription",
+}
 ACTIONS = {  # where the event's name is not the action's
     User.LoggedIn: "auth.logged_in",
     User.LoginFailed: "auth.login_failed",
@@ -43,6 +50,18 @@ def action_of(event_class: type) -> str:
     return f"{resource}.{re.sub(r'(?<!^)(?=[A-Z])', '_', event_class.__name__).lower()}"
 
 
+def _every_action() -> frozenset[str]:
+    """Every action an audit entry can have (a subscription's filter names some of them)."""
+    found = set()
+    for aggregate in (User, ApiKey, Session, Subscription):
+        for value in vars(aggregate).values():
+            concrete = isinstance(value, type) and issubclass(value, aggregate.Event)
+            if concrete and value is not aggregate.Event and "TOPIC" in vars(value):
+                found.add(action_of(value))
+    return frozenset(found)
+
+
+EVERY_ACTION = _every_action()
 MAC_COLUMNS = (
     "position", "occurred_at", "action", "resource_type", "resource_id", "resource_version", "actor_id",
     "actor_type", "credential_id", "ip_address", "user_agent", "request_id", "correlation_id",
@@ -69,7 +88,7 @@ def _plain(value: Any) -> Any:
 class AuditLogProjection:
     name = "audit_log"
     shape = 3  # 2: per-value counts beside the entries; 3: each row's MAC
-    topics = topics_of(User) | topics_of(ApiKey) | topics_of(Session)
+    topics = topics_of(User) | topics_of(ApiKey) | topics_of(Session) | topics_of(Subscription)
 
     def __init__(self, context: ProjectionContext) -> None:
         self.context = context

@@ -71,6 +71,12 @@ CALLS: dict[str, tuple[str, str, dict[str, Any] | None]] = {
     "audit_checkpoint": ("GET", "/api/v1/audit-logs/checkpoint", None),
     "audit_inclusion_proof": ("GET", "/api/v1/audit-logs/1/proof", None),
     "audit_consistency_proof": ("GET", "/api/v1/audit-logs/consistency?from=1", None),
+    "create_subscription": ("POST", "/api/v1/subscriptions", {"url": "https://192.0.2.1/hook"}),
+    "list_subscriptions": ("GET", "/api/v1/subscriptions", None),
+    "get_subscription": ("GET", "/api/v1/subscriptions/{self}", None),
+    "pause_subscription": ("POST", "/api/v1/subscriptions/{self}/pause", None),
+    "resume_subscription": ("POST", "/api/v1/subscriptions/{self}/resume", None),
+    "delete_subscription": ("DELETE", "/api/v1/subscriptions/{self}", None),
     "logout": ("POST", "/api/v1/auth/logout", None),  # last: it ends the caller's session
 }
 

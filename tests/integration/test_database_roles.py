@@ -320,3 +320,17 @@ def test_an_owner_url_that_cannot_be_the_owner_is_a_clear_error_without_its_pass
             LEDGERLINE_OWNER_DATABASE_URL=owner_url,
         )
     assert "s3cret-pw" not in str(raised.value) and "app-pw" not in str(raised.value)
+
+
+def test_the_runtime_role_keeps_the_stream_cursors(app: Components) -> None:
+    """The deliverer runs as the runtime role: it creates, moves and annotates its cursors."""
+    from projections.streaming import cursors
+
+    assert cursors.open_cursor(app.engine, "subscription:runtime", 4) == 4
+    cursors.advance(app.engine, "subscription:runtime", 4, 9, delivered=3)
+    cursors.note_failure(app.engine, "subscription:runtime", "HTTP 503")
+    with app.engine.connect() as conn:
+        state = cursors.cursor_states(conn)["subscription:runtime"]
+    assert (state.delivered_through, state.delivered, state.failed, state.last_error) == (9, 3, 1, "HTTP 503")
+    with pytest.raises(cursors.CursorMovedError):  # another deliverer moved it first
+        cursors.advance(app.engine, "subscription:runtime", 4, 12, delivered=1)

@@ -2,7 +2,8 @@
 random moment, some of which roll back after taking positions (leaving gaps), from two separate
 connection pools, while a projector follows live. At the end every committed event is projected
 exactly once, the tracking position equals the head, and the log's Merkle tree covers every
-committed event (the rolled-back positions as void leaves) and verifies.
+committed event (the rolled-back positions as void leaves) and verifies. A webhook subscription
+follows too: its receiver got every committed audit entry exactly once, in position order.
 
 The delays and rollbacks are injected into the library's PostgreSQL recorder: its
 ``_insert_stored_events`` runs inside the insert transaction, after the table lock is taken and
@@ -29,12 +30,15 @@ from eventstore.audit_chain.tree import stored_size
 from eventstore.identity import Identity
 from eventstore.passwords import Passwords
 from ledgerline.bootstrap import Components, build
+from ledgerline.streaming import start_deliverer
 from projections import read_side
 from projections.audit_log.projection import AuditLogProjection
 from projections.worker import ProjectionWorker, start_workers
 from tests.conftest import settings_for
 from tests.integration.helpers import register, user_context
 from tests.integration.merkle_attacks import Watcher, verify
+from tests.integration.stream_receiver import Receiver, receiving
+from tests.integration.test_streaming import STREAM_ENV, fast, subscribe
 
 WRITERS = 8
 USERS_PER_WRITER = 8
@@ -81,7 +85,7 @@ class Injector:
 @pytest.fixture
 def two_pools(pg_database: str, tmp_path: Path, fast_passwords: Passwords) -> Iterator[list[Components]]:
     """Two independently built applications on one database: separate connection pools."""
-    settings = settings_for(pg_database, tmp_path, LEDGERLINE_POOL_SIZE=POOL_SIZE)
+    settings = settings_for(pg_database, tmp_path, LEDGERLINE_POOL_SIZE=POOL_SIZE, **STREAM_ENV)
     first = build(settings, init=True, passwords=fast_passwords)
     second = build(settings, passwords=fast_passwords)
     try:
@@ -128,18 +132,33 @@ def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
 def test_every_committed_event_is_projected_exactly_once_despite_delays_and_rollbacks(
     two_pools: list[Components],
 ) -> None:
-    first, second = two_pools
-    injectors = [Injector(seed=1), Injector(seed=2)]
-    for injector, components in zip(injectors, two_pools, strict=True):
-        injector.install(components.identity)
+    first = two_pools[0]
+    with receiving() as receiver:
+        subscribe(first, receiver.url, from_position=1)  # before the injected rollbacks
+        injectors = [Injector(seed=1), Injector(seed=2)]
+        for injector, components in zip(injectors, two_pools, strict=True):
+            injector.install(components.identity)
+        stop = threading.Event()
+        projection = first.projections["audit_log"]
+        workers: list[threading.Thread] = [
+            *start_workers([projection], first.identity, first.engine, first.settings.database, stop)
+        ]
+        fast(first)
+        workers.append(start_deliverer(first, stop))  # a subscription follows the writers too
+        _torture(two_pools, injectors, stop, workers, receiver)
 
-    stop = threading.Event()
-    projection = first.projections["audit_log"]
-    workers: list[ProjectionWorker] = start_workers(
-        [projection], first.identity, first.engine, first.settings.database, stop
-    )
+
+def _torture(
+    two_pools: list[Components],
+    injectors: list[Injector],
+    stop: threading.Event,
+    workers: list[threading.Thread],
+    receiver: Receiver,
+) -> None:
+    first, second = two_pools
     try:
-        assert wait_until(lambda: all(w.is_leader.is_set() for w in workers), timeout=15)
+        projectors = [w for w in workers if isinstance(w, ProjectionWorker)]
+        assert wait_until(lambda: all(w.is_leader.is_set() for w in projectors), timeout=15)
 
         outcomes: Counter[str] = Counter()
         outcomes_lock = threading.Lock()
@@ -195,6 +214,8 @@ def test_every_committed_event_is_projected_exactly_once_despite_delays_and_roll
         assert read_side.wait_for_position(first.engine, head, timeout=60, names=("audit_log",)), (
             f"audit_log stuck at {read_side.positions(first.engine)['audit_log']} of {head}"
         )
+        last = committed_audit_positions(first.identity)[-1]
+        assert wait_until(lambda: receiver.accepted_positions()[-1:] == [last], timeout=60)
     finally:
         stop.set()
         for worker in workers:
@@ -222,6 +243,10 @@ def test_every_committed_event_is_projected_exactly_once_despite_delays_and_roll
 
     # The live tracking position is the head.
     assert read_side.positions(first.engine)["audit_log"] == head
+
+    # The subscription got every committed audit entry exactly once, in order (it always
+    # answered 2xx: nothing was retried).
+    assert receiver.accepted_positions() == expected
 
     # Every committed event is a leaf of the tree, each rolled-back position a void leaf.
     assert watcher.behind() == []

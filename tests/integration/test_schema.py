@@ -21,7 +21,7 @@ def test_init_twice_then_open_without_init(database_url: str, tmp_path: Path) ->
     opened = build(settings)
     try:
         assert is_initialised(opened.engine)
-        assert head_revision() == "0005"
+        assert head_revision() == "0006"
     finally:
         opened.close()
 

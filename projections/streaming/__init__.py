@@ -1,0 +1,1 @@
+"""Streaming the audit log out: webhook subscriptions and a NATS JetStream sink."""

@@ -1,0 +1,117 @@
+"""The SSRF guard: which addresses a webhook may go to, judged after resolution (a DNS answer is
+given as the resolver would return it)."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from typing import Any
+
+import pytest
+
+from domain.errors import InvalidValueError
+from projections.streaming.targets import TargetPolicy, TargetRefusedError, check_target, why_refused
+
+STRICT = TargetPolicy()
+LOCAL = TargetPolicy(allow_loopback=True)
+PRIVATE = TargetPolicy(allow_private=True)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "169.254.169.254",  # AWS, GCP, Azure metadata
+        "169.254.0.1",
+        "fe80::1",
+        "fd00:ec2::254",  # AWS metadata over IPv6
+        "100.100.100.200",  # Alibaba metadata
+        "::ffff:169.254.169.254",  # mapped
+        "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
+        "2002:a9fe:a9fe::1",  # 6to4 of 169.254.169.254
+        "0.0.0.0",  # noqa: S104 (an address judged, not bound)
+        "::",
+        "224.0.0.1",
+        "ff02::1",
+        "255.255.255.255",
+        "240.0.0.1",
+    ],
+)
+def test_always_refused_whatever_the_settings(address: str) -> None:
+    everything = TargetPolicy(allow_private=True, allow_loopback=True)
+    assert why_refused(ipaddress.ip_address(address), everything) is not None
+
+
+@pytest.mark.parametrize(
+    "address", ["10.1.2.3", "172.16.0.1", "192.168.0.1", "100.64.0.1", "fd12:3456::1", "::ffff:10.0.0.1"]
+)
+def test_private_ranges_only_when_allowed(address: str) -> None:
+    assert why_refused(ipaddress.ip_address(address), STRICT) is not None
+    assert why_refused(ipaddress.ip_address(address), PRIVATE) is None
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "127.8.9.10", "::1", "::ffff:127.0.0.1"])
+def test_loopback_only_when_allowed(address: str) -> None:
+    assert why_refused(ipaddress.ip_address(address), STRICT) is not None
+    assert why_refused(ipaddress.ip_address(address), PRIVATE) is not None  # not a private range
+    assert why_refused(ipaddress.ip_address(address), LOCAL) is None
+
+
+@pytest.mark.parametrize("address", ["93.184.216.34", "2606:4700::1111"])
+def test_public_addresses_pass(address: str) -> None:
+    assert why_refused(ipaddress.ip_address(address), STRICT) is None
+
+
+def dns(*addresses: str) -> Any:
+    """A resolver whose answer for every name is ``addresses`` (getaddrinfo's shape)."""
+
+    def resolve(host: str, port: int, **_: Any) -> list[Any]:
+        return [
+            (socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port))
+            for a in addresses
+        ]
+
+    return resolve
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [("169.254.169.254",), ("fe80::1",), ("93.184.216.34", "169.254.169.254"), ("10.0.0.1",)],
+)
+def test_a_name_resolving_to_a_refused_address_is_refused(answer: tuple[str, ...]) -> None:
+    with pytest.raises(TargetRefusedError, match=r"hooks\.example resolves to"):
+        check_target("https://hooks.example/in", STRICT, resolve=dns(*answer))
+
+
+def test_a_name_resolving_to_public_addresses_is_pinned_to_the_first() -> None:
+    target = check_target(
+        "https://hooks.example:8443/in", STRICT, resolve=dns("93.184.216.34", "2606:4700::1")
+    )
+    assert (target.scheme, target.host, target.port, target.address) == (
+        "https",
+        "hooks.example",
+        8443,
+        "93.184.216.34",
+    )
+
+
+def test_localhost_by_name_follows_the_loopback_setting() -> None:
+    with pytest.raises(TargetRefusedError, match="loopback"):
+        check_target("http://localhost:8080/in", STRICT)
+    assert check_target("http://localhost:8080/in", LOCAL).address in ("127.0.0.1", "::1")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "gopher://example.com/",
+        "http://user@example.com/",
+        "http://example.com/#frag",
+        "http://exa mple.com/",
+        "http://example.com:0/",
+        "http://[::1/",
+        "//example.com/",
+    ],
+)
+def test_malformed_urls_are_invalid_values(url: str) -> None:
+    with pytest.raises(InvalidValueError):
+        check_target(url, PRIVATE, resolve=dns("93.184.216.34"))
