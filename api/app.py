@@ -49,7 +49,7 @@ def create_app(
     authenticator = Authenticator(services.identity, services.tokens, cache)
     access_log = AccessLog()
     networks = [ipaddress.ip_network(proxy, strict=False) for proxy in trusted_proxies]
-    usage = UsageRecorder(services.identity, stop, interval=services.usage_flush_seconds)
+    usage = services.usage = UsageRecorder(services.identity, stop, interval=services.usage_flush_seconds)
     breaker = DatabaseBreaker(probe=services.database_answers, recover=services.drop_dead_connections)
 
     @asynccontextmanager

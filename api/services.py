@@ -27,6 +27,7 @@ from api.rate_limit import LoginRateLimiter
 from api.schemas import Pagination, in_utc, storable_text
 from api.security import CredentialCache
 from api.tokens import AccessTokens
+from api.usage import UsageRecorder
 from domain.audit import current_audit_context
 from eventstore.audit_chain.checkpoints import CheckpointKeys
 from eventstore.database import Database
@@ -61,6 +62,10 @@ class Services:
     allow_registration: bool = True
     usage_flush_seconds: float = 2.0
     login_limiter: LoginRateLimiter = field(default_factory=lambda: LoginRateLimiter(10))
+    verify_limiter: LoginRateLimiter = field(
+        default_factory=lambda: LoginRateLimiter(600, "key verifications")
+    )
+    usage: UsageRecorder | None = None  # counts key uses, set by ``create_app``
     credential_cache: CredentialCache = field(default_factory=CredentialCache)
     database: Database | None = None  # where the tree's stored records are read from
     checkpoint_keys: CheckpointKeys | None = None  # signs checkpoints and exports; the keys they may carry

@@ -5,7 +5,7 @@ event it wrote (for read-your-writes), the aggregate's new version and the aggre
 API answers with it). A command loads what it needs once, decides, and saves every aggregate it
 touched in one append, or raises before writing. Uniqueness is enforced by
 reservation aggregates and key rings saved in the same append. The use cases live in
-``user_commands``, ``api_key_commands`` and ``authentication``; the shared machinery in
+``user_commands``, ``api_key_commands``, ``authentication`` and ``key_checks``; the shared machinery in
 ``identity_base``.
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 from eventstore.api_key_commands import ApiKeyCommands
 from eventstore.authentication import Authentication
 from eventstore.commands import UNCHANGED, CommandResult, IssuedKey, VerificationRequest, VerifiedKey
+from eventstore.key_checks import KeyCheck, KeyChecks, KeyCode
 from eventstore.session_commands import SessionCommands, SessionTokens
 from eventstore.user_commands import UserCommands
 
@@ -22,11 +23,13 @@ __all__ = [
     "CommandResult",
     "Identity",
     "IssuedKey",
+    "KeyCheck",
+    "KeyCode",
     "SessionTokens",
     "VerificationRequest",
     "VerifiedKey",
 ]
 
 
-class Identity(UserCommands, ApiKeyCommands, SessionCommands, Authentication):
+class Identity(UserCommands, ApiKeyCommands, SessionCommands, Authentication, KeyChecks):
     name = "Identity"

@@ -169,6 +169,7 @@ def build_app(components: Components, *, watch_credentials: bool = True) -> Lite
         ready_stall_seconds=settings.ready_stall_seconds,
         checkpoint_seconds=settings.checkpoint_seconds,
         login_limiter=LoginRateLimiter(settings.login_rate_limit),
+        verify_limiter=LoginRateLimiter(settings.verify_rate_limit, "key verifications"),
         database=settings.database,
         checkpoint_keys=components.checkpoint_keys,
     )

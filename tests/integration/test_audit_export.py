@@ -252,7 +252,8 @@ def test_a_genuine_bundle_proves_every_entry_and_verifies_only_with_the_real_key
     lines = lines_of(bundle)
     header, entries = json.loads(lines[0]), entry_lines(lines)
     assert header["type"] == "header" and header["format"] == "ledgerline-audit-export/2"
-    assert header["origin"] == ledger.checkpoint_keys.origin and header["filters"] == {}
+    assert header["origin"] == ledger.checkpoint_keys.origin
+    assert header["filters"] == {"without_usage": True}  # key usage only when --action asks
     assert json.loads(lines[-1])["type"] == "signature"
     head = ledger.identity.head_position()
     assert checkpoint_of(lines)[1] == head  # the checkpoint covers every committed event
