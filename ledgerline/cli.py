@@ -14,6 +14,7 @@ import msgspec
 from api.schemas import RegisterUser
 from domain.audit import AuditContext, acting_as
 from domain.errors import DomainError
+from domain.password_policy import PasswordPolicyError, check_password
 from eventstore.personal_data import WrongSecretKeyError
 from eventstore.schema import RuntimeRoleError
 from ledgerline import __version__, logs
@@ -93,7 +94,8 @@ def create_admin(username: str, email: str, password: str, full_name: str | None
             {"username": username, "email": email, "password": password, "full_name": full_name},
             RegisterUser,
         )
-    except msgspec.ValidationError as error:
+        check_password(password, username=username, email=email, full_name=full_name)
+    except (msgspec.ValidationError, PasswordPolicyError) as error:
         raise click.BadParameter(str(error)) from None
     components = build(_settings(), init=None)
     try:
