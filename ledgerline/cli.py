@@ -20,6 +20,7 @@ from eventstore.schema import RuntimeRoleError
 from ledgerline import __version__, logs
 from ledgerline.audit_cli import audit
 from ledgerline.bootstrap import Components, NotInitialisedError, build, build_app
+from ledgerline.operator_cli import keys, users
 from ledgerline.settings import Settings, SettingsError
 from ledgerline.witness import witness
 from projections.runner import EventNotApplicableError
@@ -39,6 +40,8 @@ def cli() -> None:
 
 
 cli.add_command(audit)
+cli.add_command(users)
+cli.add_command(keys)
 audit.add_command(witness)
 
 

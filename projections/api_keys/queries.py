@@ -78,3 +78,14 @@ def list_api_keys(
     else:
         query = query.offset((page - 1) * per_page)
     return [dict(row) for row in conn.execute(query).mappings()], total
+
+
+def every_api_key(
+    conn: Connection, *, include_revoked: bool = False, limit: int = 1000
+) -> list[dict[str, Any]]:
+    """Every owner's keys, oldest first (the operator's ``keys list``): unrevoked ones unless
+    ``include_revoked``; expired ones too (``is_active`` tells)."""
+    query = sa.select(api_keys).order_by(api_keys.c.created_at, api_keys.c.id).limit(limit)
+    if not include_revoked:
+        query = query.where(api_keys.c.revoked_at.is_(None))
+    return [dict(row) for row in conn.execute(query).mappings()]
