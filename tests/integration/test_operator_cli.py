@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from domain.api_keys import ApiKey
+from domain.errors import AuthenticationError
 from ledgerline.bootstrap import Components
 from ledgerline.cli import cli
 from tests.conftest import TEST_SECRET
@@ -67,7 +68,7 @@ def test_deactivate_activate_unlock_act_as_the_operator(components: Components, 
     assert again.exit_code == 3 and "Error:" in again.stderr  # the state does not allow it
     assert as_json(operator("users", "activate", "alice", "--json"))["is_active"] is True
     for _ in range(5):  # the lockout's default
-        with pytest.raises(Exception):  # noqa: B017
+        with pytest.raises(AuthenticationError):
             components.identity.authenticate("alice", "Wrong-" + STRONG_PASSWORD)
     assert as_json(operator("users", "show", "alice", "--json"))["is_locked"] is True
     unlocked = as_json(operator("users", "unlock", "alice", "--json"))
