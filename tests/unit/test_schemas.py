@@ -8,9 +8,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from domain.password_policy import broken_rules
-
 from api.schemas import CreateApiKey, RegisterUser
+from domain.password_policy import broken_rules
 
 VALID: dict[str, Any] = {
     "username": "alice_01",
