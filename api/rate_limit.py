@@ -29,7 +29,7 @@ def login_subject(identity: Identity, login: str) -> str:
     return f"login:{normalise_email(login) if '@' in login else login.strip().casefold()}"
 
 
-class LoginRateLimiter:
+class RateLimiter:
     def __init__(self, per_minute: int, what: str = "login attempts") -> None:
         self.per_minute, self.what = per_minute, what
         self._attempts: dict[str, deque[float]] = {}

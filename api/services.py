@@ -23,7 +23,7 @@ from litestar.exceptions import ServiceUnavailableException, ValidationException
 from sqlalchemy.engine import Engine
 
 from api.follower import StreamFollower
-from api.rate_limit import LoginRateLimiter
+from api.rate_limit import RateLimiter
 from api.schemas import Pagination, in_utc, storable_text
 from api.security import CredentialCache
 from api.tokens import AccessTokens
@@ -61,10 +61,8 @@ class Services:
     checkpoint_seconds: float = 1.0  # a checkpoint is due this long after the last (not a stall before)
     allow_registration: bool = True
     usage_flush_seconds: float = 2.0
-    login_limiter: LoginRateLimiter = field(default_factory=lambda: LoginRateLimiter(10))
-    verify_limiter: LoginRateLimiter = field(
-        default_factory=lambda: LoginRateLimiter(600, "key verifications")
-    )
+    login_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(10))
+    verify_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(600, "key verifications"))
     usage: UsageRecorder | None = None  # counts key uses, set by ``create_app``
     credential_cache: CredentialCache = field(default_factory=CredentialCache)
     database: Database | None = None  # where the tree's stored records are read from

@@ -12,7 +12,7 @@ from uuid import UUID
 import pytest
 from litestar.testing import TestClient
 
-from api.rate_limit import LoginRateLimiter
+from api.rate_limit import RateLimiter
 from eventstore import key_checks
 from eventstore.api_key_tokens import digest_of, generate_api_key
 from tests.api.conftest import PASSWORD, Api
@@ -260,7 +260,7 @@ def test_verification_is_rate_limited_per_caller(api: Api) -> None:
     if not isinstance(api.client, TestClient):
         pytest.skip("the limit is counted per process")
     services = api.client.app.dependencies["services"].dependency()
-    services.verify_limiter = LoginRateLimiter(3, "key verifications")
+    services.verify_limiter = RateLimiter(3, "key verifications")
     headers = verifier(api)
     for _ in range(3):
         verify(api, generate_api_key().key, headers)
