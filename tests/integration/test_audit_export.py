@@ -365,7 +365,7 @@ def test_a_filtered_export_proves_its_entries_and_its_csv_matches(ledger: Compon
     lines = lines_of(bundle)
     entries = entry_lines(lines)
     assert entries and {e["resource_id"] for e in entries} == {str(alice)}
-    assert json.loads(lines[0])["filters"] == {"resource_id": str(alice)}
+    assert json.loads(lines[0])["filters"] == {"resource_id": str(alice), "without_usage": True}
     assert independently_verified(lines, bytes.fromhex(raw_key(ledger))) == len(entries)
     assert verify_export(ledger, tmp_path, bundle, vkey(ledger))[0] == 0
 
