@@ -23,6 +23,7 @@ from ledgerline.bootstrap import Components, NotInitialisedError, build, build_a
 from ledgerline.operator_cli import keys, users
 from ledgerline.settings import Settings, SettingsError
 from ledgerline.witness import witness
+from projections.registry import NAMES as PROJECTION_NAMES
 from projections.runner import EventNotApplicableError
 
 CLI_ACTOR = AuditContext(actor_type="system", request_id="cli", user_agent="ledgerline-cli")
@@ -159,7 +160,8 @@ def projections() -> None:
 @projections.command("status")
 def projections_status() -> None:
     """Each projection's generation, position, head, lag and state (failing on an event, stalled,
-    rebuilding, catching up, caught up), and the audit checkpoints'."""
+    rebuilding, catching up, caught up), and the audit checkpoints' (audit_checkpoints: the
+    checkpoint signer, not a read model: nothing to rebuild)."""
     from projections.read_side import chain_status, status
 
     settings = _settings()
@@ -196,9 +198,10 @@ def projections_status() -> None:
 
 
 @projections.command("rebuild")
-@click.argument("name")
+@click.argument("name", type=click.Choice(PROJECTION_NAMES))
 def projections_rebuild(name: str) -> None:
-    """Blue-green rebuild of NAME: a new generation catches up while the live one serves."""
+    """Blue-green rebuild of NAME: a new generation catches up while the live one serves.
+    (audit_checkpoints, shown by status, is the checkpoint signer, not a read model.)"""
     from tqdm import tqdm
 
     from projections.rebuild import rebuild

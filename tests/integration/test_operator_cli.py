@@ -145,3 +145,15 @@ def test_lists_say_when_the_read_tables_are_behind(components: Components, opera
     assert [user["username"] for user in as_json(listed)] == ["alice"]
     text = operator("users", "list")
     assert text.stdout.splitlines()[0].startswith("id\tusername") and "alice" in text.stdout
+
+
+def test_rebuild_names_what_it_can_rebuild_and_why_not_the_checkpoints(
+    components: Components, operator: Any
+) -> None:
+    helped = operator("projections", "rebuild", "--help")
+    assert helped.exit_code == 0 and all(name in helped.stdout for name in ("users", "api_keys", "audit_log"))
+    refused = operator("projections", "rebuild", "audit_checkpoints")
+    assert refused.exit_code == 2 and "users" in refused.stderr  # a usage error listing the choices
+    assert "audit_checkpoints" in helped.stdout  # and why it is not among them
+    explained = operator("projections", "status", "--help")
+    assert "audit_checkpoints" in explained.stdout and "nothing to rebuild" in explained.stdout
