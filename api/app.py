@@ -53,7 +53,7 @@ def create_app(
     authenticator = Authenticator(services.identity, services.tokens, cache)
     access_log = AccessLog()
     networks = [ipaddress.ip_network(proxy, strict=False) for proxy in trusted_proxies]
-    usage = UsageRecorder(
+    usage = services.usage = UsageRecorder(
         services.identity,
         stop,
         interval=services.usage_flush_seconds,

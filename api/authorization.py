@@ -95,7 +95,8 @@ ROUTES: dict[str, Needs | None] = {
     "rotate_api_key": Needs("api_keys:write", owner=_KEY, others="api_keys:write"),
     "revoke_api_key": Needs("api_keys:write", owner=_KEY, others="api_keys:write"),
     "delete_api_key": Needs("api_keys:write", owner=_KEY, others="api_keys:write"),
-    "api_key_usage_stats": Needs("api_keys:read", admin=True),
+    "api_key_usage_stats": Needs("api_keys:read", owner=Owner.USER_IN_QUERY, others="api_keys:read"),
+    "verify_api_key": Needs("api_keys:verify", admin=True),  # an admin-only scope
     "user_history": Needs("users:read", owner=_USER, others="audit_logs:read"),
     "api_key_history": Needs("api_keys:read", owner=_KEY, others="audit_logs:read"),
     "list_audit_logs": Needs("audit_logs:read", admin=True),

@@ -1,4 +1,5 @@
-"""Login attempts per client address and per account, in a sliding one-minute window.
+"""Attempts per subject in a sliding one-minute window: logins (per client address and per
+account) and key verifications (per calling credential and per client address).
 
 Counted per process: with N API processes a client gets at most N times the limit (the
 lockout in the event store still bounds password guesses per account across all of them).
@@ -28,9 +29,9 @@ def login_subject(identity: Identity, login: str) -> str:
     return f"login:{normalise_email(login) if '@' in login else login.strip().casefold()}"
 
 
-class LoginRateLimiter:
-    def __init__(self, per_minute: int) -> None:
-        self.per_minute = per_minute
+class RateLimiter:
+    def __init__(self, per_minute: int, what: str = "login attempts") -> None:
+        self.per_minute, self.what = per_minute, what
         self._attempts: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
 
@@ -43,7 +44,7 @@ class LoginRateLimiter:
             waits = [self._wait(subject, now) for subject in subjects]
             if any(waits):
                 retry = math.ceil(max(waits))
-                raise TooManyRequestsException("too many login attempts", headers={"Retry-After": str(retry)})
+                raise TooManyRequestsException(f"too many {self.what}", headers={"Retry-After": str(retry)})
             for subject in subjects:
                 self._attempts.setdefault(subject, deque()).append(now)
             if len(self._attempts) > 100_000:  # forget idle clients

@@ -24,15 +24,17 @@ GRANTS = {
     "users:write": "change the caller's profile and password; admins: create users, change anyone's "
     "profile, verify, activate, deactivate and unlock them",
     "users:delete": "delete, restore and erase users",
-    "api_keys:read": "list and read API keys and their history (admins: anyone's, and usage statistics)",
+    "api_keys:read": "list and read API keys, their history and usage statistics (admins: anyone's)",
     "api_keys:write": "create, change, rotate, revoke and delete API keys (never granting more than "
     "the credential in hand)",
+    "api_keys:verify": "`POST /api-keys/verify`: ask whether a key another service received is good "
+    "(not covered by `api_keys:*`)",
     "audit_logs:read": "read, search, export and verify the audit log; checkpoints and proofs; "
     "another user's history",
     "users:*": "every users scope, and any added later",
-    "api_keys:*": "every api_keys scope, and any added later",
+    "api_keys:*": "every api_keys scope but `api_keys:verify`, and any added later",
     "audit_logs:*": "every audit_logs scope, and any added later",
-    "admin": "every scope (as `*`)",
+    "admin": "every scope (as `*`); needed for the `/subscriptions` routes",
     "*": "every scope; with an admin owner, acting on other superusers",
 }
 WHEN = {

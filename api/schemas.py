@@ -19,6 +19,8 @@ from uuid import UUID
 
 import msgspec
 
+from domain.password_policy import MAX_LENGTH, MIN_LENGTH
+
 T = TypeVar("T")
 
 # Patterns must mean the same to Python's `re` (msgspec) and to JSON Schema (ECMA 262): in
@@ -123,14 +125,20 @@ Email = Annotated[
         r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+" + END,
     ),
 ]
+# The length is declared here too, and the composition shown as a pattern in the schemas (msgspec's
+# and, through "extra", the OpenAPI document's) so generated clients and fuzzers send what passes;
+# neither is checked here: every rule, with a message of its own (never a pattern), is
+# ``domain.password_policy``, applied by the commands that set a password. NUL: ``Body``.
+COMPOSITION = r"^(?=[\s\S]*[a-z])(?=[\s\S]*[A-Z])(?=[\s\S]*[0-9])(?=[\s\S]*[^A-Za-z0-9])[^\x00]*" + END
 Password = Annotated[
     str,
     msgspec.Meta(
-        min_length=8,
-        max_length=128,
-        pattern=r"^(?=[\s\S]*[a-z])(?=[\s\S]*[A-Z])(?=[\s\S]*[0-9])(?=[\s\S]*[^A-Za-z0-9])[^\x00]*" + END,
-        description="8..128 characters with an upper-case letter, a lower-case letter, "
-        "a digit and a special character",
+        min_length=MIN_LENGTH,
+        max_length=MAX_LENGTH,
+        extra_json_schema={"pattern": COMPOSITION, "extra": {"pattern": COMPOSITION}},  # shown, not checked
+        description=f"{MIN_LENGTH}..{MAX_LENGTH} characters with a lower-case letter, an upper-case letter, "
+        "a digit and a character that is neither; not a commonly used password; not containing "
+        "the username, the e-mail address's local part or the full name",
     ),
 ]
 FullName = Annotated[

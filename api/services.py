@@ -24,10 +24,11 @@ from sqlalchemy.engine import Engine
 
 from api.follower import StreamFollower
 from api.metrics import Metrics
-from api.rate_limit import LoginRateLimiter
+from api.rate_limit import RateLimiter
 from api.schemas import Pagination, in_utc, storable_text
 from api.security import CredentialCache
 from api.tokens import AccessTokens
+from api.usage import UsageRecorder
 from domain.audit import current_audit_context
 from eventstore.audit_chain.checkpoints import CheckpointKeys
 from eventstore.database import Database
@@ -62,7 +63,9 @@ class Services:
     checkpoint_seconds: float = 1.0  # a checkpoint is due this long after the last (not a stall before)
     allow_registration: bool = True
     usage_flush_seconds: float = 2.0
-    login_limiter: LoginRateLimiter = field(default_factory=lambda: LoginRateLimiter(10))
+    login_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(10))
+    verify_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(600, "key verifications"))
+    usage: UsageRecorder | None = None  # counts key uses, set by ``create_app``
     credential_cache: CredentialCache = field(default_factory=CredentialCache)
     database: Database | None = None  # where the tree's stored records are read from
     checkpoint_keys: CheckpointKeys | None = None  # signs checkpoints and exports; the keys they may carry

@@ -14,13 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from domain.audit import AuditContext, acting_as
 from domain.errors import ApiKeyNotFoundError
 from eventstore.identity import Identity
 from projections.runner import ErrorSummary
 
 logger = logging.getLogger("ledgerline.usage")
-FLUSHER = AuditContext(actor_type="system", request_id="usage-flush")
 
 
 @dataclass
@@ -65,13 +63,12 @@ class UsageRecorder(threading.Thread):
             pending, self._tallies = self._tallies, {}
         for key_id, tally in pending.items():
             try:
-                with acting_as(FLUSHER):
-                    self.identity.record_api_key_usage(
-                        key_id,
-                        count=tally.count,
-                        last_used_at=tally.last_used_at,
-                        last_used_ip=tally.last_used_ip,
-                    )
+                self.identity.record_api_key_usage(  # as the system (USAGE_RECORDER)
+                    key_id,
+                    count=tally.count,
+                    last_used_at=tally.last_used_at,
+                    last_used_ip=tally.last_used_ip,
+                )
             except ApiKeyNotFoundError:
                 continue
             except Exception as error:  # its type only: an error's text may carry the stored values

@@ -15,12 +15,23 @@ from domain.errors import (
 )
 
 RESOURCES = ("users", "api_keys", "audit_logs")
-ACTIONS = {"users": ("read", "write", "delete"), "api_keys": ("read", "write"), "audit_logs": ("read",)}
+ACTIONS = {
+    "users": ("read", "write", "delete"),
+    "api_keys": ("read", "write", "verify"),
+    "audit_logs": ("read",),
+}
 EXACT_SCOPES = tuple(f"{resource}:{action}" for resource in RESOURCES for action in ACTIONS[resource])
 WILDCARDS = ("admin", "*", *(f"{resource}:*" for resource in RESOURCES))
 KNOWN_SCOPES = frozenset(EXACT_SCOPES + WILDCARDS)
-ADMIN_ONLY = frozenset({"users:delete", "audit_logs:read", "admin", "*", "users:*", "audit_logs:*"})
+ADMIN_ONLY = frozenset(
+    {"users:delete", "audit_logs:read", "api_keys:verify", "admin", "*", "users:*", "audit_logs:*"}
+)
 EVERYTHING = {"*": True}
+# Scopes that their resource's wildcard does not cover: only themselves, ``admin`` or ``*`` grant
+# them. ``api_keys:verify`` (asking whether anyone's key is good: a service's capability, not
+# managing one's keys) is admin-only; were it under ``api_keys:*``, that wildcard, held by regular
+# users today, would have to become admin-only too (decision 0017).
+NOT_UNDER_WILDCARD = frozenset({"api_keys:verify"})
 
 
 def role_allows(scope: str, *, is_superuser: bool) -> bool:
@@ -48,7 +59,8 @@ def grants(permissions: Mapping[str, bool], scope: str, *, owner_is_superuser: b
     if not role_allows(scope, is_superuser=owner_is_superuser):
         return False
     resource = scope.split(":", 1)[0]
-    return any(permissions.get(name, False) for name in ("*", "admin", f"{resource}:*", scope))
+    wildcard = () if scope in NOT_UNDER_WILDCARD else (f"{resource}:*",)
+    return any(permissions.get(name, False) for name in ("*", "admin", *wildcard, scope))
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from uuid import UUID, uuid4
 from eventsourcing.domain import Aggregate
 
 from domain.api_keys import ApiKey
+from domain.audit import AuditContext, acting_as
 from domain.errors import ApiKeyNotFoundError
 from domain.reservations import Reservation
 from domain.scopes import Credential, check_within
@@ -16,6 +17,8 @@ from domain.users import User
 from eventstore.api_key_tokens import generate_api_key
 from eventstore.commands import UNCHANGED, CommandResult, IssuedKey, fresh_reads, utcnow, with_retries
 from eventstore.identity_base import IdentityBase
+
+USAGE_RECORDER = AuditContext(actor_type="system", request_id="usage-flush")
 
 
 class ApiKeyCommands(IdentityBase):
@@ -124,8 +127,16 @@ class ApiKeyCommands(IdentityBase):
 
         return IssuedKey(self._change(ApiKey, key_id, ApiKeyNotFoundError, change, None), new_key.key)
 
-    def revoke_api_key(self, key_id: UUID, *, reason: str | None = None) -> CommandResult[ApiKey]:
+    def revoke_api_key(
+        self, key_id: UUID, *, reason: str | None = None, already_revoked_is_fine: bool = False
+    ) -> CommandResult[ApiKey]:
+        """``reason`` is kept in the ``Revoked`` event (its audit entry shows it).
+        ``already_revoked_is_fine``: a revoked key is left as it is, nothing written (deleting a
+        key that is already revoked succeeds; revoking it again is a 409)."""
+
         def change(api_key: ApiKey) -> list[Aggregate]:
+            if already_revoked_is_fine and api_key.is_revoked:
+                return []
             api_key.revoke(reason)
             assert api_key.owner_id is not None
             ring = self._key_ring(api_key.owner_id)
@@ -137,8 +148,12 @@ class ApiKeyCommands(IdentityBase):
     def record_api_key_usage(
         self, key_id: UUID, *, count: int, last_used_at: datetime, last_used_ip: str | None
     ) -> CommandResult[ApiKey]:
+        """Always recorded by the system (``USAGE_RECORDER``), never by an actor: the audit log's
+        counts rely on it (usage entries never match an ``actor_id`` filter)."""
+
         def change(api_key: ApiKey) -> list[Aggregate]:
             api_key.record_usage(count=count, last_used_at=last_used_at, last_used_ip=last_used_ip)
             return []
 
-        return self._change(ApiKey, key_id, ApiKeyNotFoundError, change, None)
+        with acting_as(USAGE_RECORDER):
+            return self._change(ApiKey, key_id, ApiKeyNotFoundError, change, None)

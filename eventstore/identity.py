@@ -5,8 +5,8 @@ event it wrote (for read-your-writes), the aggregate's new version and the aggre
 API answers with it). A command loads what it needs once, decides, and saves every aggregate it
 touched in one append, or raises before writing. Uniqueness is enforced by
 reservation aggregates and key rings saved in the same append. The use cases live in
-``user_commands``, ``api_key_commands``, ``session_commands``, ``subscription_commands`` and
-``authentication``; the shared machinery in
+``user_commands``, ``api_key_commands``, ``session_commands``, ``subscription_commands``,
+``authentication`` and ``key_checks``; the shared machinery in
 ``identity_base``.
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 from eventstore.api_key_commands import ApiKeyCommands
 from eventstore.authentication import Authentication
 from eventstore.commands import UNCHANGED, CommandResult, IssuedKey, VerificationRequest, VerifiedKey
+from eventstore.key_checks import KeyCheck, KeyChecks, KeyCode
 from eventstore.session_commands import SessionCommands, SessionTokens
 from eventstore.subscription_commands import NewSubscription, SubscriptionCommands
 from eventstore.user_commands import UserCommands
@@ -24,6 +25,8 @@ __all__ = [
     "CommandResult",
     "Identity",
     "IssuedKey",
+    "KeyCheck",
+    "KeyCode",
     "NewSubscription",
     "SessionTokens",
     "VerificationRequest",
@@ -31,5 +34,7 @@ __all__ = [
 ]
 
 
-class Identity(UserCommands, ApiKeyCommands, SessionCommands, SubscriptionCommands, Authentication):
+class Identity(
+    UserCommands, ApiKeyCommands, SessionCommands, SubscriptionCommands, Authentication, KeyChecks
+):
     name = "Identity"

@@ -15,6 +15,7 @@ from domain.errors import (
     UserNotFoundError,
     WrongPasswordError,
 )
+from domain.password_policy import check_password
 from domain.users import User, normalise_email
 from eventstore.api_key_tokens import digest_of
 from eventstore.commands import (
@@ -38,6 +39,7 @@ class UserCommands(IdentityBase):
         full_name: str | None = None,
         is_superuser: bool = False,
     ) -> CommandResult[User]:
+        check_password(password, username=username, email=email, full_name=full_name)
         password_hash = self.passwords.hash(password)
         user_id = uuid4()
 
@@ -92,6 +94,7 @@ class UserCommands(IdentityBase):
     ) -> CommandResult[User]:
         """The user's own change: the current password is checked against the very hash the
         change replaces (a concurrent reset makes the old password fail, not win)."""
+        self._check_new_password(user_id, new_password, "new_password")
         new_hash = self.passwords.hash(new_password)
         checked: dict[str, bool] = {}
 
@@ -107,8 +110,20 @@ class UserCommands(IdentityBase):
 
     def reset_password(self, user_id: UUID, new_password: str) -> CommandResult[User]:
         """An administrator's reset: no current password, recorded as such."""
+        self._check_new_password(user_id, new_password, "password")
         new_hash = self.passwords.hash(new_password)
         return self._change_user(user_id, lambda u: u.reset_password(new_hash))
+
+    def _check_new_password(self, user_id: UUID, password: str, field: str) -> None:
+        """The password policy, with the user's own names (``domain.password_policy``)."""
+        user = self.get_user(user_id)
+        check_password(
+            password,
+            field=field,
+            username=user.username,
+            email=user.email_address,
+            full_name=user.full_name.value if user.full_name else None,
+        )
 
     def request_email_verification(
         self, user_id: UUID, *, ttl: timedelta = timedelta(days=2)

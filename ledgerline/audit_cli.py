@@ -285,6 +285,7 @@ def _filter(options: dict[str, Any]) -> AuditFilter:
         from_=options["from_"],
         to=options["to"],
         after_position=options["after_position"],
+        without_usage=True,  # key usage (traffic) only when --action asks for it
     )
 
 

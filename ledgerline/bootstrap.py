@@ -11,7 +11,7 @@ from litestar import Litestar
 from sqlalchemy.engine import Engine
 
 from api.app import create_app
-from api.rate_limit import LoginRateLimiter
+from api.rate_limit import RateLimiter
 from api.services import Services
 from api.tokens import AccessTokens
 from eventstore.audit_chain.checkpoints import Checkpointer, CheckpointKeys
@@ -168,7 +168,8 @@ def build_app(components: Components, *, watch_credentials: bool = True) -> Lite
         ready_max_lag=settings.ready_max_lag,
         ready_stall_seconds=settings.ready_stall_seconds,
         checkpoint_seconds=settings.checkpoint_seconds,
-        login_limiter=LoginRateLimiter(settings.login_rate_limit),
+        login_limiter=RateLimiter(settings.login_rate_limit),
+        verify_limiter=RateLimiter(settings.verify_rate_limit, "key verifications"),
         database=settings.database,
         checkpoint_keys=components.checkpoint_keys,
         measure=settings.metrics,

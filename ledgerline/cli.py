@@ -15,14 +15,17 @@ import msgspec
 from api.schemas import RegisterUser
 from domain.audit import AuditContext, acting_as
 from domain.errors import DomainError, UsernameTakenError
+from domain.password_policy import PasswordPolicyError, check_password
 from eventstore.personal_data import WrongSecretKeyError
 from eventstore.schema import RuntimeRoleError
 from ledgerline import __version__, logs
 from ledgerline.audit_cli import audit
 from ledgerline.bootstrap import Components, NotInitialisedError, build, build_app
+from ledgerline.operator_cli import keys, users
 from ledgerline.secret_files import read_secret_files
 from ledgerline.settings import Settings, SettingsError, log_level
 from ledgerline.witness import witness
+from projections.registry import NAMES as PROJECTION_NAMES
 from projections.runner import EventNotApplicableError
 
 logger = logging.getLogger("ledgerline.cli")
@@ -41,6 +44,8 @@ def cli() -> None:
 
 
 cli.add_command(audit)
+cli.add_command(users)
+cli.add_command(keys)
 audit.add_command(witness)
 
 
@@ -102,7 +107,8 @@ def create_admin(username: str, email: str, password: str, full_name: str | None
             {"username": username, "email": email, "password": password, "full_name": full_name},
             RegisterUser,
         )
-    except msgspec.ValidationError as error:
+        check_password(password, username=username, email=email, full_name=full_name)
+    except (msgspec.ValidationError, PasswordPolicyError) as error:
         raise click.BadParameter(str(error)) from None
     components = build(_settings(), init=None)
     try:
@@ -172,7 +178,8 @@ def projections() -> None:
 @projections.command("status")
 def projections_status() -> None:
     """Each projection's generation, position, head, lag and state (failing on an event, stalled,
-    rebuilding, catching up, caught up), and the audit checkpoints'."""
+    rebuilding, catching up, caught up), and the audit checkpoints' (audit_checkpoints: the
+    checkpoint signer, not a read model: nothing to rebuild)."""
     from projections.read_side import chain_status, status
 
     settings = _settings()
@@ -209,9 +216,10 @@ def projections_status() -> None:
 
 
 @projections.command("rebuild")
-@click.argument("name")
+@click.argument("name", type=click.Choice(PROJECTION_NAMES))
 def projections_rebuild(name: str) -> None:
-    """Blue-green rebuild of NAME: a new generation catches up while the live one serves."""
+    """Blue-green rebuild of NAME: a new generation catches up while the live one serves.
+    (audit_checkpoints, shown by status, is the checkpoint signer, not a read model.)"""
     from tqdm import tqdm
 
     from projections.rebuild import rebuild

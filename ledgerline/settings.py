@@ -59,6 +59,8 @@ class Settings:
     # runtime role, granted what the API and projector need and nothing that rewrites evidence.
     owner_database: Database | None = None
     stream: StreamOptions = field(default_factory=StreamOptions)  # streaming events out
+    # POST /api-keys/verify: verifications per calling credential and per client a minute (0: off)
+    verify_rate_limit: int = 600
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -118,6 +120,7 @@ class Settings:
             checkpoint_seconds=number("CHECKPOINT_SECONDS", 1, 1, 24 * 3600),
             aggregate_cache=number("AGGREGATE_CACHE", 10_000, 0, 10_000_000),
             workers=number("WORKERS", 1, 1, 64),
+            verify_rate_limit=number("VERIFY_RATE_LIMIT", 600, 0, 1_000_000),
             ready_max_lag=number("READY_MAX_LAG", 1000, 0, 1_000_000_000),
             ready_stall_seconds=number("READY_STALL_SECONDS", 30, 1, 24 * 3600),
             metrics=_flag("METRICS", get("METRICS", "true")),

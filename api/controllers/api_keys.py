@@ -15,6 +15,8 @@ from litestar.params import Parameter
 from api.authorization import authorize, credential_of, decided_owner
 from api.controllers.responses import Cursor, IfMatch, MinPosition, PageNumber, PerPage, if_match, written
 from api.history import history
+from api.key_schemas import KeyVerification, RevokeApiKey, VerifyApiKey
+from api.key_verification import verify_key
 from api.presenters import api_key_from_aggregate, api_key_from_row, api_key_out
 from api.schemas import (
     ApiKeyOut,
@@ -97,11 +99,33 @@ class ApiKeysController(Controller):
         )
 
     @get("/usage-stats", sync_to_thread=True)
-    def api_key_usage_stats(self, services: Services, min_position: MinPosition = None) -> One[UsageStats]:
-        """Everyone's usage, appended by the flusher (no caller's own write): as of the head."""
+    def api_key_usage_stats(
+        self,
+        services: Services,
+        principal: Principal,
+        owner: UUID,
+        user_id: Annotated[
+            UUID | None,
+            Parameter(
+                description="whose keys (admins; absent: an admin's are everyone's, a user's their own)"
+            ),
+        ] = None,
+        min_position: MinPosition = None,
+    ) -> One[UsageStats]:
+        """Usage of the caller's own keys; an admin's: everyone's, or ``user_id``'s. Appended by
+        the flusher (no caller's own write): as of the head."""
+        everyone = principal.is_superuser and user_id is None  # who may see whose: the guard
         services.read_side_at(min_position, everyone=True)
         with services.engine.connect() as conn:
-            return One(data=UsageStats(**usage_stats(conn, datetime.now(UTC))))
+            stats = usage_stats(conn, datetime.now(UTC), owner_id=None if everyone else owner)
+        return One(data=UsageStats(**stats))
+
+    @post("/verify", sync_to_thread=True, status_code=200)
+    def verify_api_key(
+        self, data: VerifyApiKey, services: Services, principal: Principal
+    ) -> One[KeyVerification]:
+        """Whether a key another service received is good now, and if not why (a use of it)."""
+        return One(data=verify_key(services, principal, data.key))
 
     @get("/{key_id:uuid}", sync_to_thread=True)
     def get_api_key(
@@ -150,15 +174,20 @@ class ApiKeysController(Controller):
         return written(_new_key(issued), issued.result)
 
     @post("/{key_id:uuid}/revoke", sync_to_thread=True, status_code=200)
-    def revoke_api_key(self, key_id: UUID, services: Services) -> Response[One[ApiKeyOut]]:
-        """Revoke a key: it stops working at once."""
-        result = services.identity.revoke_api_key(key_id, reason="revoked through the API")
+    def revoke_api_key(
+        self, key_id: UUID, services: Services, data: RevokeApiKey | None = None
+    ) -> Response[One[ApiKeyOut]]:
+        """Revoke a key: it stops working at once; an optional reason is kept in the audit entry."""
+        reason = (data or RevokeApiKey()).reason or "revoked through the API"
+        result = services.identity.revoke_api_key(key_id, reason=reason)
         return written(api_key_out(result.aggregate), result)
 
     @delete("/{key_id:uuid}", sync_to_thread=True, status_code=200)
     def delete_api_key(self, key_id: UUID, services: Services) -> Response[One[ApiKeyOut]]:
-        """Delete a key (it is revoked; its history stays in the audit log)."""
-        result = services.identity.revoke_api_key(key_id, reason="deleted through the API")
+        """Revokes a live key; a key already revoked is left as it is (200, nothing written)."""
+        result = services.identity.revoke_api_key(
+            key_id, reason="deleted through the API", already_revoked_is_fine=True
+        )
         return written(api_key_out(result.aggregate), result)
 
 

@@ -83,8 +83,11 @@ def audit_filter(
         int | None, Parameter(ge=0, le=MAX_POSITION, schema_extra={"minimum": 0, "maximum": MAX_POSITION})
     ] = None,
 ) -> AuditFilter:
+    """The list's and the export's filter: key usage (traffic) only when ``action`` asks for it."""
     start, end = window(from_, to)
-    return AuditFilter(actor_id, resource_type, resource_id, action, status, start, end, after_position)
+    return AuditFilter(
+        actor_id, resource_type, resource_id, action, status, start, end, after_position, without_usage=True
+    )
 
 
 class AuditLogsController(Controller):

@@ -19,8 +19,8 @@ def api_key_by_id(conn: Connection, key_id: UUID) -> dict[str, Any] | None:
     return None if row is None else dict(row)
 
 
-def usage_stats(conn: Connection, now: datetime) -> dict[str, int]:
-    """Counts over every key (the contract's ``/api-keys/usage-stats``)."""
+def usage_stats(conn: Connection, now: datetime, owner_id: UUID | None = None) -> dict[str, int]:
+    """Counts over every key (the contract's ``/api-keys/usage-stats``), or one owner's keys."""
     revoked = api_keys.c.revoked_at.is_not(None)
     expired = sa.and_(api_keys.c.revoked_at.is_(None), api_keys.c.expires_at <= now)
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -31,7 +31,7 @@ def usage_stats(conn: Connection, now: datetime) -> dict[str, int]:
             sa.func.count().filter(expired),
             sa.func.count().filter(api_keys.c.last_used_at >= midnight),
             sa.func.coalesce(sa.func.sum(api_keys.c.usage_count), 0),
-        )
+        ).where(*([] if owner_id is None else [api_keys.c.user_id == owner_id]))
     ).one()
     total, revoked_keys, expired_keys, used_today, requests = (int(value) for value in row)
     return {
@@ -78,3 +78,14 @@ def list_api_keys(
     else:
         query = query.offset((page - 1) * per_page)
     return [dict(row) for row in conn.execute(query).mappings()], total
+
+
+def every_api_key(
+    conn: Connection, *, include_revoked: bool = False, limit: int = 1000
+) -> list[dict[str, Any]]:
+    """Every owner's keys, oldest first (the operator's ``keys list``): unrevoked ones unless
+    ``include_revoked``; expired ones too (``is_active`` tells)."""
+    query = sa.select(api_keys).order_by(api_keys.c.created_at, api_keys.c.id).limit(limit)
+    if not include_revoked:
+        query = query.where(api_keys.c.revoked_at.is_(None))
+    return [dict(row) for row in conn.execute(query).mappings()]

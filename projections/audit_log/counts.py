@@ -20,6 +20,8 @@ from projections.catalog import live_generation
 DIMENSIONS = ("actor_id", "resource_id", "resource_type", "action", "status")
 BOUNDS = ("from_", "to", "after_position", "before_position")
 COUNTED_SHAPE = 2  # the audit_log shape that added the counts
+# Traffic, not a change: left out of the audit list and export unless asked for by action.
+USAGE_ACTION = "api_key.usage_recorded"
 Key = tuple[str, str]
 
 audit_log_counts = define_audit_counts(sa.MetaData(), 0).to_metadata(sa.MetaData(), name="audit_log_counts")
@@ -66,8 +68,33 @@ def counted(conn: Connection, audit: Any) -> tuple[int, int | None, int | None] 
     """(matches, first position, last position) of ``audit`` (an ``AuditFilter``) from the
     counts, or None when the filter is not one they answer."""
     fields = {name: value for name, value in asdict(audit).items() if value is not None}
+    hiding = fields.pop("without_usage") and audit.hides_usage
     if any(bound in fields for bound in BOUNDS):
         return None
+    if hiding:
+        return _without_usage(conn, fields)
+    return _counted(conn, fields)
+
+
+def _without_usage(conn: Connection, fields: dict[str, Any]) -> tuple[int, int | None, int | None] | None:
+    """The counts less the usage entries they include, where that is known from the counts
+    alone: every usage entry is an ``api_key`` resource's, a ``success``, and recorded by the
+    system with no actor (``eventstore.api_key_commands.USAGE_RECORDER``). The span stays the
+    one with them (a page reads within it and leaves them out). A resource id: a scan."""
+    if fields.keys() & {"resource_id"}:
+        return None
+    found = _counted(conn, fields)
+    if found is None:
+        return None
+    usage_counted = not fields or fields in ({"resource_type": "api_key"}, {"status": "success"})
+    if not usage_counted:  # an actor, another type or status: no usage entry matches
+        return found
+    usage = _counted(conn, {"action": USAGE_ACTION})
+    total = found[0] - (usage[0] if usage else 0)
+    return (total, found[1], found[2]) if total > 0 else (0, None, None)
+
+
+def _counted(conn: Connection, fields: dict[str, Any]) -> tuple[int, int | None, int | None] | None:
     if not fields:
         key: Key = ("all", "")
     elif fields.keys() == {"resource_type", "resource_id"}:

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from eventstore.audit_chain.tree import tree_nodes
-from projections.audit_log.counts import counted
+from projections.audit_log.counts import USAGE_ACTION, counted
 from projections.audit_log.projection import RESOURCE_TYPES
 from projections.audit_log.tables import define_audit_log
 
@@ -29,7 +29,8 @@ MAX_POSITION = 2**63 - 1  # BIGINT
 @dataclass(frozen=True)
 class AuditFilter:
     """Which entries: every field that is set must match (``from_`` inclusive, ``to`` exclusive;
-    positions exclusive on both sides)."""
+    positions exclusive on both sides). ``without_usage``: leave out ``api_key.usage_recorded``
+    entries, unless ``action`` asks for an action (the default of the audit list and export)."""
 
     actor_id: UUID | None = None
     resource_type: str | None = None
@@ -40,6 +41,11 @@ class AuditFilter:
     to: datetime | None = None
     after_position: int | None = None
     before_position: int | None = None
+    without_usage: bool = False
+
+    @property
+    def hides_usage(self) -> bool:
+        return self.without_usage and self.action is None
 
     def after(self, position: int, order: Order) -> AuditFilter:
         """This filter, continued past ``position`` in ``order`` (a keyset page boundary)."""
@@ -69,6 +75,8 @@ def conditions(audit: AuditFilter) -> list[sa.ColumnElement[bool]]:
         found.append(c.resource_id == audit.resource_id)
     if audit.action is not None:
         found.append(c.action == audit.action)
+    if audit.hides_usage:
+        found.append(c.action != USAGE_ACTION)
     if audit.status is not None:
         found.append(c.status == audit.status)
     if audit.from_ is not None:

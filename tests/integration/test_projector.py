@@ -146,4 +146,4 @@ def test_projection_status_on_the_command_line(components: Components, tmp_path:
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert "users: generation 2 is live" in rebuilt.stdout
     unknown = run(url, tmp_path, "projections", "rebuild", "nope")
-    assert unknown.returncode == 1 and "unknown projection" in unknown.stderr
+    assert unknown.returncode == 2 and "'nope' is not one of" in unknown.stderr  # the names are listed

@@ -27,7 +27,7 @@ from domain.scopes import (
 
 ALL_EXACT = sorted(EXACT_SCOPES)
 REGULAR_SCOPES = ["users:read", "users:write", "api_keys:read", "api_keys:write"]
-ADMIN_SCOPES = ["users:delete", "audit_logs:read"]
+ADMIN_SCOPES = ["users:delete", "audit_logs:read", "api_keys:verify"]
 
 
 def test_the_scope_catalogue_matches_the_contract() -> None:
@@ -320,3 +320,16 @@ def test_only_a_token_of_an_admin_or_a_star_or_admin_key_grants_everything(
     assert (
         Credential(holder_is_superuser=superuser, permissions=permissions).grants_everything() is everything
     )
+
+
+@pytest.mark.parametrize("superuser", [False, True])
+def test_the_api_keys_wildcard_does_not_cover_verifying_keys(superuser: bool) -> None:
+    """``api_keys:verify`` is granted only by itself, ``admin`` or ``*``, and only to an admin's
+    key: ``api_keys:*`` stays a regular user's scope (decision 0017)."""
+    assert grants({"api_keys:*": True}, "api_keys:verify", owner_is_superuser=superuser) is False
+    assert grants({"api_keys:verify": True}, "api_keys:verify", owner_is_superuser=superuser) is superuser
+    assert grants({"admin": True}, "api_keys:verify", owner_is_superuser=superuser) is superuser
+    with pytest.raises(ScopeBeyondCredentialError):
+        check_within(
+            Credential(holder_is_superuser=True, permissions={"api_keys:*": True}), {"api_keys:verify": True}
+        )
