@@ -23,12 +23,13 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client import multiprocess as multiprocess_mode
 from prometheus_client.exposition import generate_latest
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
 from eventstore.identity import Identity
 from projections.read_side import chain_status, status
+from projections.streaming.cursors import NATS, sink_counters, subscription_cursor
 
 __all__ = ["CONTENT_TYPE", "Metrics"]
 # The classic text format every Prometheus reads (Litestar adds the charset).
@@ -145,6 +146,30 @@ class StoreCollector(Collector):
             families["seconds"].add_metric([row.name], row.lag_seconds)
             families["unhealthy"].add_metric([row.name], int(row.failure is not None or row.stalled))
         yield from families.values()
+        yield from self._sinks(max(row.head for row in rows))
+
+    def _sinks(self, head: int) -> Iterator[Metric]:
+        """Each live sink's deliveries, from its cursor row (every deliverer's counts, whichever
+        process ran them): a subscription as ``subscription:<id hex>``, JetStream as ``nats``.
+        A deleted subscription's row stays as a record but leaves the metrics."""
+        live = {subscription_cursor(found) for found in self.identity.subscription_ids()} | {NATS}
+        delivered = CounterMetricFamily(
+            "ledgerline_stream_delivered", "Audit entries a sink's receiver acknowledged", labels=["sink"]
+        )
+        failed = CounterMetricFamily(
+            "ledgerline_stream_failed",
+            "Failed delivery attempts (non-2xx, timeout, refused)",
+            labels=["sink"],
+        )
+        lag = GaugeMetricFamily(
+            "ledgerline_stream_lag_events", "Positions stored that a sink has not gone past", labels=["sink"]
+        )
+        for sink in sink_counters(self.engine, head):
+            if sink.sink in live:
+                delivered.add_metric([sink.sink], sink.delivered)
+                failed.add_metric([sink.sink], sink.failed)
+                lag.add_metric([sink.sink], sink.lag)
+        yield from (delivered, failed, lag)
 
 
 class Metrics:

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
 
@@ -15,6 +16,7 @@ from eventstore.passwords import Passwords
 from ledgerline.bootstrap import Components, build
 from ledgerline.streaming import start_deliverer
 from tests.api.conftest import Api
+from tests.api.test_metrics import scrape
 from tests.conftest import settings_for
 from tests.integration.helpers import every_stored_byte
 from tests.integration.stream_receiver import receiving, wait_until
@@ -185,6 +187,15 @@ def test_deliveries_are_the_entries_as_the_api_shows_them(api: Api) -> None:
         state = api.client.get(f"{BASE}/{created.json()['data']['id']}", headers=admin).json()["data"]
     assert state["delivered"] >= len(expected) and state["last_error"] is None
     assert state["delivered_through"] >= expected[-1]
+
+    sink = {"sink": f"subscription:{UUID(state['id']).hex}"}  # /metrics: the same figures
+    shown = scrape(api.client)
+    assert (sink, state["delivered"]) in shown["ledgerline_stream_delivered_total"]
+    assert (sink, 0) in shown["ledgerline_stream_failed_total"]
+    assert any(labels == sink for labels, _ in shown["ledgerline_stream_lag_events"])
+    api.client.delete(f"{BASE}/{state['id']}", headers=admin)
+    gone = scrape(api.client)
+    assert all(labels != sink for labels, _ in gone.get("ledgerline_stream_lag_events", []))
 
 
 def test_the_list_pages_by_number_and_by_cursor(api: Api) -> None:
