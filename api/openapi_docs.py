@@ -172,8 +172,8 @@ def _complete(
     responses: dict[str, Any] = operation.setdefault("responses", {})
     _document_media_types(handler, responses)
     for code, success in responses.items():
-        if code.startswith("2"):
-            _success_headers(method, code, success, schemas)
+        if code.startswith("2") and _is_command(method, handler):
+            _success_headers(code, success, schemas)
     if "400" in responses and 400 not in (handler.responses or {}):
         del responses["400"]  # Litestar's own guess; ours comes below when a body can be unreadable
     for status, text in sorted(problem_statuses(path, method, operation, handler).items()):
@@ -210,18 +210,21 @@ def problem_statuses(
         statuses |= {400, 413}
     if any(parameter["in"] == "header" and parameter["name"] == "If-Match" for parameter in parameters):
         statuses.add(412)
-    if method in COMMANDS:
+    if _is_command(method, handler):
         statuses.add(409)  # a state conflict, or a change that lost a race too often
     declared = handler.opt.get("problems", {})
     statuses |= set(declared)
     return {status: declared.get(status, ANSWERS[status]) for status in statuses}
 
 
-def _success_headers(method: str, status: str, response: dict[str, Any], schemas: dict[str, Any]) -> None:
+def _is_command(method: str, handler: HTTPRouteHandler) -> bool:
+    """A write, unless the handler says it is a question asked by POST (``opt={"query": True}``)."""
+    return method in COMMANDS and not handler.opt.get("query", False)
+
+
+def _success_headers(status: str, response: dict[str, Any], schemas: dict[str, Any]) -> None:
     """``api.controllers.responses.written`` and the session routes: every command answers with
     its position; one that answers a versioned resource with its ETag; a creation with Location."""
-    if method not in COMMANDS:
-        return
     headers = response.setdefault("headers", {})
     headers["X-Event-Position"] = POSITION
     if _has_version(response, schemas):

@@ -120,7 +120,12 @@ class ApiKeysController(Controller):
             stats = usage_stats(conn, datetime.now(UTC), owner_id=None if everyone else owner)
         return One(data=UsageStats(**stats))
 
-    @post("/verify", sync_to_thread=True, status_code=200)
+    @post(
+        "/verify",
+        sync_to_thread=True,
+        status_code=200,
+        opt={"query": True, "problems": {429: "Too many verifications from this caller (Retry-After)"}},
+    )
     def verify_api_key(
         self, data: VerifyApiKey, services: Services, principal: Principal
     ) -> One[KeyVerification]:

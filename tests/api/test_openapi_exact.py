@@ -26,7 +26,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_schemathesis_finds_the_document_exact(tmp_path: Path) -> None:
     port = free_port()
-    env = {**env_for(f"sqlite:///{tmp_path / 'ledgerline.sqlite3'}", tmp_path, port), **FAST_ARGON2_ENV}
+    env = {
+        **env_for(f"sqlite:///{tmp_path / 'ledgerline.sqlite3'}", tmp_path, port),
+        **FAST_ARGON2_ENV,
+        "LEDGERLINE_STREAM_ALLOW_LOOPBACK": "true",  # subscriptions to 127.0.0.1 (see the hooks)
+    }
     subprocess.run([LEDGERLINE, "db", "init"], env=env, check=True, capture_output=True, timeout=120)
     created = subprocess.run(
         [LEDGERLINE, "create-admin", "--username", "root", "--email", "root@example.com",
