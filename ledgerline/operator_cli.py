@@ -11,8 +11,9 @@ with a note on standard error when they are behind the store (no projector runni
 
 from __future__ import annotations
 
-import getpass
 import os
+import pwd
+import re
 import sys
 import uuid
 from collections.abc import Callable, Iterator
@@ -41,18 +42,26 @@ LIST_LIMIT = 1000
 
 
 def operator() -> AuditContext:
-    """Who acts, as the audit log records it."""
-    try:
-        account = getpass.getuser()
-    except (OSError, KeyError):  # no name for this uid (a container's nobody)
-        account = str(os.getuid()) if hasattr(os, "getuid") else "unknown"
-    request_id = f"cli-{uuid.uuid4().hex}"
+    """Who acts, as the audit log records it: the OS account of the process's effective uid (not
+    $LOGNAME or $USER, which the caller sets at will), in the request id too, which is not sealed
+    under the subject's data key: erasing a user keeps the record of who did it."""
+    account = _account()
+    request_id = f"cli-{account}-{uuid.uuid4().hex}"
     return AuditContext(
         actor_type="system",
         request_id=request_id,
         correlation_id=request_id,
-        user_agent=f"ledgerline-cli (operator {account})"[:512],
+        user_agent=f"ledgerline-cli (operator {account})",
     )
+
+
+def _account() -> str:
+    uid = os.geteuid()
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:  # no name for this uid (a container's arbitrary uid)
+        return f"uid{uid}"
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:32] or f"uid{uid}"
 
 
 @contextmanager

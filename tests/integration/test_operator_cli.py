@@ -5,6 +5,8 @@ PostgreSQL: what an operator sees, what each command appends and as whom, and th
 from __future__ import annotations
 
 import json
+import os
+import pwd
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -19,6 +21,8 @@ from ledgerline.cli import cli
 from tests.conftest import TEST_SECRET
 from tests.integration.helpers import STRONG_PASSWORD, events_of, project_all, register
 
+OS_ACCOUNT = pwd.getpwuid(os.geteuid()).pw_name
+
 
 @pytest.fixture
 def operator(components: Components, database_url: str, tmp_path: Path) -> Any:
@@ -30,7 +34,9 @@ def operator(components: Components, database_url: str, tmp_path: Path) -> Any:
     }
 
     def run(*args: str, input: str | None = None) -> Result:
-        return CliRunner().invoke(cli, list(args), env=env, input=input, catch_exceptions=False)
+        claimed = {"LOGNAME": "mallory", "USER": "mallory"}  # anyone can say so: not what is recorded
+        runner = CliRunner()
+        return runner.invoke(cli, list(args), env={**env, **claimed}, input=input, catch_exceptions=False)
 
     return run
 
@@ -44,7 +50,7 @@ def acted_by_the_operator(components: Components, aggregate_id: UUID, count: int
     for event in events_of(components.identity, aggregate_id)[-count:]:
         audit = event.audit
         assert audit.actor_type == "system" and audit.actor_id is None and audit.credential_id is None
-        assert audit.request_id.startswith("cli-") and audit.correlation_id == audit.request_id
+        assert audit.request_id.startswith(f"cli-{OS_ACCOUNT}-") and audit.correlation_id == audit.request_id
         assert audit.user_agent is not None
 
 
@@ -89,6 +95,8 @@ def test_erase_asks_first_unless_yes(components: Components, operator: Any) -> N
     acted_by_the_operator(components, alice)
     assert operator("users", "erase", str(bob), "--yes").exit_code == 0
     assert components.identity.get_user(bob).is_erased
+    erased = events_of(components.identity, bob)[-1]  # who erased bob survives his erasure
+    assert erased.audit.request_id.startswith(f"cli-{OS_ACCOUNT}-")
 
 
 def test_keys_list_and_revoke_with_a_reason(components: Components, operator: Any) -> None:
