@@ -14,10 +14,9 @@ from uuid import UUID
 
 import msgspec
 from litestar import Controller, Response, delete, get, post
-from litestar.params import Parameter
 
 from api.authorization import authorize
-from api.controllers.responses import MinPosition, PageNumber, PerPage, written
+from api.controllers.responses import Cursor, MinPosition, PageNumber, PerPage, written
 from api.schemas import DISPLAY_TEXT, END, Body, Many, One
 from api.services import Services, decode_cursor, page_info
 from domain.errors import SubscriptionNotFoundError
@@ -116,7 +115,7 @@ class SubscriptionsController(Controller):
         per_page: PerPage = 20,
         sort_by: Literal["created_at"] = "created_at",
         sort_order: Literal["asc", "desc"] = "asc",
-        cursor: Annotated[str | None, Parameter(max_length=512)] = None,
+        cursor: Cursor = None,
         min_position: MinPosition = None,
     ) -> Many[SubscriptionOut]:
         """Every live subscription with its delivery state (`delivered_through`, `lag`,

@@ -87,7 +87,7 @@ def test_ndjson_export_is_a_signed_bundle_of_the_filtered_entries(api: Api) -> N
     assert entries[0]["action"] == "user.registered"
     assert "user.profile_updated" in {e["action"] for e in entries}
     header = json.loads(lines[0])
-    assert header["filters"] == {"resource_id": str(api.user_id)}
+    assert header["filters"] == {"resource_id": str(api.user_id), "without_usage": True}
     assert header["format"] == "ledgerline-audit-export/2"
     assert all(e["leaf_index"] == e["position"] - 1 and e["record"] and e["inclusion_path"] for e in entries)
 

@@ -21,6 +21,7 @@ from projections.audit_log.queries import AuditFilter, count_entries
 from projections.catalog import live_generation
 from projections.runner import ProjectionRunner
 from tests.conftest import TEST_SECRET, settings_for
+from tests.integration.helpers import STRONG_PASSWORD
 from tests.integration.test_cli import LEDGERLINE
 
 ENTRIES = int(os.environ.get("LEDGERLINE_TEST_EXPORT_ENTRIES", "20000"))  # a bundle held whole: +40 MiB
@@ -48,7 +49,7 @@ def test_an_export_of_many_entries_streams_in_constant_memory(
         started = time.perf_counter()
         for n in range(ENTRIES // PER_USER):
             user = identity.get_user(identity.register_user(username=f"u{n}", email=f"u{n}@example.com",
-                                                            password="x").id)  # fmt: skip
+                                                            password=STRONG_PASSWORD).id)  # fmt: skip
             for k in range(PER_USER - 1):
                 user.update_profile(full_name=f"Name {n} {k}")
             identity.save(user)
