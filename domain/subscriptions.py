@@ -48,6 +48,19 @@ def check_url_shape(url: str) -> None:
         raise InvalidValueError("url", "port 0 is not a port")
 
 
+def url_for_audit(url: str) -> str:
+    """The URL as the audit log shows it: ``scheme://host[:port]/…``. A receiver's path and query
+    often carry its credential (Slack-style ``/T/B/token``, ``?token=``), and the audit log goes to
+    every reader and subscriber; the whole URL stays on the aggregate, for admins."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "", parts.port
+    except ValueError:
+        return "[REDACTED]"
+    shown_host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{shown_host}{'' if port is None else f':{port}'}/…"
+
+
 class Subscription(LedgerAggregate):
     TOPIC = "ledgerline.Subscription"
 

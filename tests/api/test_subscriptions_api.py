@@ -80,7 +80,7 @@ def test_lifecycle_each_step_audited_with_its_actor(api: Api) -> None:
     ]
     assert {e["actor_id"] for e in trail} == {str(api.admin_id)}
     assert trail[0]["changes"]["secret_salt"] == "[REDACTED]"
-    assert trail[0]["changes"]["url"] == "http://127.0.0.1:9/hook"
+    assert trail[0]["changes"]["url"] == "http://127.0.0.1:9/…"  # the path may carry a token
 
 
 def test_the_secret_is_shown_once_and_stored_nowhere(api: Api) -> None:
@@ -213,3 +213,36 @@ def test_the_list_pages_by_number_and_by_cursor(api: Api) -> None:
     newest = api.client.get(BASE, params={"sort_order": "desc", "per_page": 1}, headers=admin).json()
     assert [s["id"] for s in newest["data"]] == made[2:]
     assert api.client.get(BASE, params={"cursor": "bm90IGEgY3Vyc29y"}, headers=admin).status_code == 422
+
+
+def test_a_receivers_secret_url_reaches_no_audit_reader_and_no_other_subscriber(api: Api) -> None:
+    """A Slack-style URL carries its credential in the path and query: the audit entry shows the
+    URL as ``scheme://host[:port]/…``; only an admin reading the subscription sees all of it."""
+    admin = api.as_admin()
+    token_url = "http://127.0.0.1:9/T0001/B0002/XYZsecretpath?token=abc123secret"
+    with receiving() as receiver:
+        first = create(api, receiver.url, from_position=1)
+        assert first.status_code == 201, first.text
+        second = create(api, token_url)
+        assert second.status_code == 201, second.text
+        stop = threading.Event()
+        deliverer = start_deliverer(api.components, stop)
+        second_id = second.json()["data"]["id"]
+
+        def second_created() -> bool:
+            return any(r.entry["resource_id"] == second_id for r in receiver.accepted())
+
+        try:
+            assert wait_until(second_created, 15)
+        finally:
+            stop.set()
+            deliverer.join(timeout=10)
+    audited = api.client.get("/api/v1/audit-logs", params={"per_page": 100}, headers=admin).text
+    delivered = b"".join(r.body for r in receiver.requests).decode()
+    for leaked in ("XYZsecretpath", "abc123secret", "T0001"):
+        assert leaked not in audited
+        assert leaked not in delivered
+    created_entry = next(r.entry for r in receiver.requests if r.entry["resource_id"] == second_id)
+    assert created_entry["changes"]["url"] == "http://127.0.0.1:9/…"
+    shown = api.client.get(f"{BASE}/{second_id}", headers=admin).json()["data"]
+    assert shown["url"] == token_url  # the aggregate keeps it for the admin
