@@ -40,6 +40,8 @@ def check_url_shape(url: str) -> None:
         raise InvalidValueError("url", "must be http or https")
     if not parts.hostname:
         raise InvalidValueError("url", "must name a host")
+    if not parts.hostname.isascii():  # a resolver would normalise it; HTTP clients refuse it
+        raise InvalidValueError("url", "the host must be ASCII (write an internationalised name as xn--...)")
     if parts.username is not None or parts.password is not None:
         raise InvalidValueError("url", "must not carry credentials (the receiver checks the signature)")
     if parts.fragment or url.endswith("#"):

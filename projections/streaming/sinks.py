@@ -15,13 +15,8 @@ import httpx
 import msgspec
 from standardwebhooks import Webhook
 
-from projections.streaming.targets import (
-    AsyncResolve,
-    Target,
-    TargetPolicy,
-    TargetRefusedError,
-    check_target_async,
-)
+from domain.errors import InvalidValueError
+from projections.streaming.targets import AsyncResolve, Target, TargetPolicy, check_target_async
 
 NATS_STREAM = "LEDGERLINE_AUDIT"
 NATS_SUBJECT_PREFIX = "ledgerline.audit"
@@ -94,8 +89,10 @@ class WebhookSink:
             target = await self._checked_target()
             async with asyncio.timeout(self.timeout):
                 status = await self._post(target, headers, body)
-        except TargetRefusedError as refused:
+        except InvalidValueError as refused:  # TargetRefusedError, or a URL stored before a rule
             raise DeliveryError(f"target refused: {refused.message}") from None
+        except httpx.InvalidURL:
+            raise DeliveryError("target refused: not a valid URL") from None
         except (TimeoutError, httpx.TimeoutException):
             raise DeliveryError("timeout") from None
         except (httpx.HTTPError, OSError) as error:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
+
 from domain.errors import InvalidValueError
 from domain.subscriptions import check_url_shape
 
@@ -80,6 +82,10 @@ def why_refused(address: Address, policy: TargetPolicy) -> str | None:
 
 def split(url: str) -> tuple[str, str, int]:
     check_url_shape(url)
+    try:  # what the deliverer's HTTP client could not send is refused now, not at each attempt
+        httpx.URL(url)
+    except httpx.InvalidURL:
+        raise InvalidValueError("url", "is not a valid URL") from None
     parts = urlsplit(url)
     assert parts.hostname is not None  # check_url_shape
     return parts.scheme, parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)

@@ -120,6 +120,8 @@ def test_non_admins_get_403_and_an_admins_narrow_key_too(api: Api) -> None:
         ("http:///hook", "host"),
         ("http://127.0.0.1:99999/hook", "valid URL"),
         ("javascript:alert(1)", "http or https"),
+        ("https://\uff45xample.com/hook", "ASCII"),  # fullwidth e: the resolver would normalise it
+        ("https://b\u00fccher.example/hook", "ASCII"),
     ],
 )
 def test_hostile_urls_are_refused_with_422(api: Api, url: str, why: str) -> None:

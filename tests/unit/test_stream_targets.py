@@ -3,13 +3,16 @@ given as the resolver would return it)."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 from typing import Any
+from uuid import uuid4
 
 import pytest
 
 from domain.errors import InvalidValueError
+from projections.streaming.sinks import DeliveryError, WebhookSink
 from projections.streaming.targets import TargetPolicy, TargetRefusedError, check_target, why_refused
 
 STRICT = TargetPolicy()
@@ -115,3 +118,25 @@ def test_localhost_by_name_follows_the_loopback_setting() -> None:
 def test_malformed_urls_are_invalid_values(url: str) -> None:
     with pytest.raises(InvalidValueError):
         check_target(url, PRIVATE, resolve=dns("93.184.216.34"))
+
+
+def test_a_stored_url_httpx_cannot_parse_fails_the_delivery_instead_of_the_task() -> None:
+    """A subscription made before non-ASCII hosts were refused: each attempt is a recorded
+    failure (``DeliveryError``), never an exception that ends the sink's task."""
+
+    async def attempt() -> str:
+        async def resolve(host: str, port: int, **_: Any) -> list[Any]:
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", port))]
+
+        sink = WebhookSink(
+            "test", uuid4(), "https://\uff45xample.com/hook", "whsec_" + "A" * 43 + "=", STRICT, 1.0, resolve
+        )
+        try:
+            await sink.deliver({"position": 1, "action": "user.registered", "resource_type": "user"})
+        except DeliveryError as error:
+            return error.reason
+        finally:
+            await sink.close()
+        return "delivered"
+
+    assert asyncio.run(attempt()).startswith("target refused")
