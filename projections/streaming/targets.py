@@ -11,7 +11,6 @@ carry. Private ranges (RFC 1918, unique local fc00::/7, shared 100.64.0.0/10) on
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import socket
 from collections.abc import Awaitable, Callable, Sequence
@@ -121,14 +120,14 @@ def check_target(url: str, policy: TargetPolicy, resolve: Resolve = socket.getad
     return _checked(host, port, scheme, found, policy)
 
 
-async def check_target_async(url: str, policy: TargetPolicy, resolve: AsyncResolve | None = None) -> Target:
-    """``check_target`` on the event loop (the deliverer, before each attempt)."""
+async def check_target_async(url: str, policy: TargetPolicy, resolve: AsyncResolve) -> Target:
+    """``check_target`` on the event loop (the deliverer, before each attempt, inside its timeout;
+    ``resolve`` runs the lookup in the sink's own thread)."""
     scheme, host, port = split(url)
     found = _literal(host)
     if found is None:
         try:
-            lookup = resolve or asyncio.get_running_loop().getaddrinfo
-            infos = await lookup(host, port, type=socket.SOCK_STREAM)
+            infos = await resolve(host, port, type=socket.SOCK_STREAM)
         except (OSError, UnicodeError):
             raise TargetRefusedError(f"{host} does not resolve") from None
         found = list(dict.fromkeys(str(info[4][0]) for info in infos))

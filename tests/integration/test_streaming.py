@@ -260,7 +260,7 @@ def test_a_name_that_resolves_elsewhere_at_delivery_time_is_refused(streaming: C
     is resolved and checked again, and the request goes to the address that was checked."""
     answers = {"now": "127.0.0.1"}
 
-    async def resolver(host: str, port: int, **_: Any) -> list[Any]:  # the name's DNS answer
+    def resolver(host: str, port: int, **_: Any) -> list[Any]:  # the name's DNS answer
         return [(2, 1, 6, "", (answers["now"], port))]
 
     async def run(sink: WebhookSink) -> tuple[str | None, str]:
@@ -292,6 +292,47 @@ def test_a_name_that_resolves_elsewhere_at_delivery_time_is_refused(streaming: C
     assert second.startswith("target refused: hooks.example resolves to 169.254.169.254")
     assert [r.position for r in receiver.requests] == [1]
     assert receiver.requests[0].headers["host"] == f"hooks.example:{port}"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_names_that_never_resolve_hold_up_no_other_sink(
+    streaming: Components, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eight receivers whose DNS never answers (more than the event loop's default executor has
+    threads): each attempt times out and is recorded, and a receiver at an address still gets
+    every entry promptly (lookups run inside the attempt's timeout, in each sink's own thread)."""
+    released = threading.Event()
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if str(host).endswith(".slow.example"):
+            released.wait(30)
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    try:
+        with receiving() as quick:
+            slow = [subscribe(streaming, f"http://r{n}.slow.example:9/hook") for n in range(8)]
+            subscribe(streaming, quick.url)
+            with delivering(streaming), streaming.engine.connect() as conn:
+                time.sleep(0.3)  # every slow sink is stuck in its lookup
+                write_some(streaming, "meanwhile", users=1)
+                head = streaming.identity.head_position()
+                assert wait_until(lambda: audited_positions(streaming)[-1:] == [head], 10)
+                expected = audited_positions(streaming)[-2:]
+                started = time.monotonic()
+                assert wait_until(lambda: quick.accepted_positions()[-2:] == expected, 5)
+                assert time.monotonic() - started < 1.5
+
+                def timed_out() -> bool:
+                    states = cursor_states(conn)
+                    conn.rollback()
+                    found = [states.get(subscription_cursor(s.result.id)) for s in slow]
+                    return all(state is not None and state.last_error == "timeout" for state in found)
+
+                assert wait_until(timed_out, 5)
+    finally:
+        released.set()
 
 
 async def _stream_messages() -> list[Any]:

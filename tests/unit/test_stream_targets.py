@@ -125,12 +125,10 @@ def test_a_stored_url_httpx_cannot_parse_fails_the_delivery_instead_of_the_task(
     failure (``DeliveryError``), never an exception that ends the sink's task."""
 
     async def attempt() -> str:
-        async def resolve(host: str, port: int, **_: Any) -> list[Any]:
-            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", port))]
-
         sink = WebhookSink(
-            "test", uuid4(), "https://\uff45xample.com/hook", "whsec_" + "A" * 43 + "=", STRICT, 1.0, resolve
-        )
+            "test", uuid4(), "https://\uff45xample.com/hook", "whsec_" + "A" * 43 + "=", STRICT, 1.0,
+            dns("93.184.216.34"),
+        )  # fmt: skip
         try:
             await sink.deliver({"position": 1, "action": "user.registered", "resource_type": "user"})
         except DeliveryError as error:
