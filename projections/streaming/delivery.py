@@ -127,6 +127,7 @@ class StreamDeliverer(threading.Thread):
         self.bound = 0  # how far the audit_log projection has got
         self._stopping = False  # the process stops: every sink ends after its entry in flight
         self._retiring: set[str] = set()  # sinks paused or deleted: they end the same way
+        self._retirements: set[asyncio.Task[None]] = set()  # those sinks ending, in the background
         self._moved: asyncio.Condition | None = None
 
     def counters(self) -> list[cursors.SinkCounters]:
@@ -175,10 +176,14 @@ class StreamDeliverer(threading.Thread):
         wanted = await asyncio.to_thread(self._wanted)
         for name in [name for name in tasks if name not in wanted]:  # paused or deleted
             logger.info("stream %s: stopped (paused or deleted)", name)
-            await self._retire(name, tasks.pop(name))
-            await asyncio.to_thread(leadership.release, name)
+            self._retiring.add(name)  # until its task ended and its lead is released
+            retirement = asyncio.create_task(self._retire(name, tasks.pop(name), leadership))
+            self._retirements.add(retirement)  # in the background: the loop serves the others
+            retirement.add_done_callback(self._retirements.discard)
         for name, spec in wanted.items():
-            if name not in tasks and await asyncio.to_thread(leadership.acquire, name):
+            if name in tasks or name in self._retiring:  # resumed while retiring: the next look
+                continue
+            if await asyncio.to_thread(leadership.acquire, name):
                 logger.info("stream %s: active", name)
                 tasks[name] = asyncio.create_task(self._follow(spec), name=f"stream-{name}")
         await asyncio.to_thread(leadership.check)
@@ -226,16 +231,18 @@ class StreamDeliverer(threading.Thread):
                     logger.warning("stream %s interrupted (%s)", name, ErrorSummary.of(error))
                 await asyncio.to_thread(leadership.release, name)
 
-    async def _retire(self, name: str, task: asyncio.Task[None]) -> None:
+    async def _retire(self, name: str, task: asyncio.Task[None], leadership: Leadership) -> None:
         """End a sink after the entry in flight, its cursor moved past what was acknowledged (a
-        paused subscription resumes where it stopped, without re-sending)."""
-        self._retiring.add(name)
+        paused subscription resumes where it stopped, without re-sending), then give up its lead."""
         assert self._moved is not None
         async with self._moved:
             self._moved.notify_all()
         try:
             await asyncio.wait({task}, timeout=self.options.timeout + 1)
             await self._cancel({name: task})
+            await asyncio.to_thread(leadership.release, name)
+        except Exception as error:  # the lock connection died: the next look starts over
+            logger.warning("stream %s: retiring interrupted (%s)", name, ErrorSummary.of(error))
         finally:
             self._retiring.discard(name)
 
@@ -257,6 +264,7 @@ class StreamDeliverer(threading.Thread):
         if tasks:
             await asyncio.wait(tasks.values(), timeout=self.options.timeout + 1)
         await self._cancel(tasks)
+        await asyncio.gather(*self._retirements, return_exceptions=True)
 
     # ---- one sink ---------------------------------------------------------------------------
 

@@ -216,6 +216,28 @@ def test_one_slow_receiver_delays_no_other(streaming: Components) -> None:
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_pausing_a_sink_mid_attempt_holds_up_no_other(streaming: Components) -> None:
+    """The paused sink ends after its attempt in flight (up to the timeout) in the background:
+    meanwhile the other sinks go on delivering."""
+    fast(streaming, timeout=3.0)
+    with receiving(delay=5) as stuck, receiving() as quick:
+        stuck_sub = subscribe(streaming, stuck.url, from_position=1)
+        subscribe(streaming, quick.url)
+        with delivering(streaming):
+            assert wait_until(lambda: len(stuck.requests) == 1, 10)  # an attempt is in flight
+            identity = streaming.identity
+            with acting_as(ADMIN):
+                identity.pause_subscription(stuck_sub.result.id)
+            time.sleep(0.3)  # the deliverer sees the pause
+            write_some(streaming, "meanwhile", users=1)
+            head = identity.head_position()
+            assert wait_until(lambda: audited_positions(streaming)[-1:] == [head], 10)
+            started = time.monotonic()
+            assert wait_until(lambda: head in quick.accepted_positions(), 5)
+            assert time.monotonic() - started < 1.0
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_redirect_is_a_failure_and_never_followed(streaming: Components) -> None:
     """A receiver cannot bounce deliveries (and their signatures) to an address nobody checked."""
     with receiving() as elsewhere, receiving(lambda n: 307, headers={"location": "PLACEHOLDER"}) as bouncer:
