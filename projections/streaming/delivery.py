@@ -320,15 +320,15 @@ class StreamDeliverer(threading.Thread):
         except ForgedEntryError as forged:
             return cursor, f"the audit entry at position {forged.position} fails its MAC (run audit verify)"
         reached, delivered, failure = cursor, 0, None
-        for entry in batch.entries:
+        for row in batch.rows:
             if self._ending(spec.name):
                 break
             try:
-                await sink.deliver(entry)
+                await sink.deliver(await asyncio.to_thread(self.source.present, row))
             except DeliveryError as error:
                 failure = error.reason
                 break
-            reached, delivered = entry["position"], delivered + 1
+            reached, delivered = row["position"], delivered + 1
         else:
             reached = batch.end
         if reached != cursor:

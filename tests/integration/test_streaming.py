@@ -276,6 +276,40 @@ def test_an_erased_users_data_reads_erased_in_deliveries_made_after_the_erasure(
     assert "[erased]" in receiver.requests[0].body.decode()
 
 
+def test_an_erasure_during_a_batch_reaches_the_entries_sent_after_it(streaming: Components) -> None:
+    """Entries are read a batch at a time but revealed one at a time, just before each is sent:
+    an erasure while the first is in flight leaves the rest of the batch reading ``[erased]``."""
+    fast(streaming, timeout=5.0)
+    identity = streaming.identity
+    user = register(identity, "leaving", full_name="Leaving Person")
+    with user_context(user.id):
+        for n in range(3):
+            identity.update_user(user.id, full_name=f"Leaving Person {n}")
+    first_arrived, go_on = threading.Event(), threading.Event()
+
+    def answer(n: int) -> int:
+        if n == 0:
+            first_arrived.set()
+            go_on.wait(10)
+        return 200
+
+    with receiving(answer) as receiver:
+        subscribe(streaming, receiver.url, from_position=1, resource_types=["user"])
+        with delivering(streaming):
+            assert first_arrived.wait(10)
+            with acting_as(ADMIN):
+                identity.erase_user(user.id)
+            time.sleep(0.6)  # past the deliverer's data-key cache
+            go_on.set()
+            expected = [p for p in audited_positions(streaming, "user") if p <= user.position + 3]
+            assert wait_until(lambda: receiver.accepted_positions()[:4] == expected, 10)
+    first, *later = receiver.accepted()[:4]
+    assert "Leaving Person" in first.body.decode()  # sent before the erasure
+    for request in later:
+        assert "Leaving Person" not in request.body.decode()
+        assert request.entry["changes"]["full_name"] == "[erased]"
+
+
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_name_that_resolves_elsewhere_at_delivery_time_is_refused(streaming: Components) -> None:
     """DNS rebinding: the name was checked when the subscription was made; before each attempt it
