@@ -11,6 +11,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from sqlalchemy import text
 
 from eventstore.passwords import Passwords
 from ledgerline.bootstrap import Components, build
@@ -248,3 +249,17 @@ def test_a_receivers_secret_url_reaches_no_audit_reader_and_no_other_subscriber(
     assert created_entry["changes"]["url"] == "http://127.0.0.1:9/…"
     shown = api.client.get(f"{BASE}/{second_id}", headers=admin).json()["data"]
     assert shown["url"] == token_url  # the aggregate keeps it for the admin
+
+
+def test_the_creation_answer_needs_no_read_after_the_append(api: Api) -> None:
+    """Once the subscription is appended its secret must be shown: the answer is built from the
+    aggregate alone, so a read that fails afterwards (here the cursor table is gone) cannot turn
+    it into a 500 for a subscription that exists with a secret nobody saw."""
+    with api.components.engine.begin() as conn:
+        conn.execute(text("DROP TABLE stream_cursors"))
+    created = create(api, "http://127.0.0.1:9/hook", from_position=3)
+    assert created.status_code == 201, created.text
+    data = created.json()["data"]
+    assert data["secret"].startswith("whsec_")
+    assert data["delivered_through"] == 2 and data["delivered"] == 0 and data["last_error"] is None
+    assert data["lag"] == max(0, int(created.headers["x-event-position"]) - 2)
