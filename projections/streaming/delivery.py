@@ -5,7 +5,8 @@ and wakes the sinks behind it; every ``discover_interval`` it reads the live sub
 (paused and deleted ones stop) and takes the lead of the sinks nobody leads. Leadership is the
 projections' mechanism: a session advisory lock per sink on PostgreSQL (one connection for all
 of this process's sinks), held while the connection lives; the cursor moves by compare-and-set,
-so a deliverer that lost its lock unnoticed cannot move it twice. On SQLite one process serves.
+so a deliverer that lost its lock unnoticed cannot move it twice. On SQLite a file lock elects
+one deliverer for the whole database.
 
 A sink's task delivers its entries one at a time, in position order, and moves its cursor after
 each batch (or after the last acknowledged entry before a failure), so a crash re-sends at most
@@ -19,8 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import hashlib
 import logging
+import os
 import random
 import threading
 from collections.abc import Callable, Sequence
@@ -66,12 +69,16 @@ class SinkStats:
 
 
 class Leadership:
-    """One active deliverer per sink: a session advisory lock on PostgreSQL, as projections."""
+    """One active deliverer per sink: a session advisory lock per sink on PostgreSQL, as
+    projections; on SQLite one deliverer for the whole file, elected by an exclusive lock on
+    ``<database>.stream-lock`` (``ledgerline project`` beside ``serve``, or two ``serve``: the
+    other waits, and takes over when the leader's process ends, the kernel dropping its lock)."""
 
     def __init__(self, database: Database) -> None:
         self.database = database
         self._conn: psycopg.Connection[Any] | None = None
         self._held: set[str] = set()
+        self._file_lock: int | None = None  # SQLite: the open, locked lock file
 
     @staticmethod
     def key(name: str) -> int:
@@ -80,7 +87,9 @@ class Leadership:
         )
 
     def acquire(self, name: str) -> bool:
-        if not self.database.is_postgres or name in self._held:
+        if not self.database.is_postgres:
+            return self._lead_the_file()
+        if name in self._held:
             return True
         if self._conn is None:
             self._conn = psycopg.connect(self.database.url, autocommit=True, connect_timeout=5)
@@ -89,6 +98,18 @@ class Leadership:
             self._held.add(name)
             return True
         return False
+
+    def _lead_the_file(self) -> bool:
+        if self._file_lock is not None:
+            return True
+        fd = os.open(f"{self.database.sqlite_path}.stream-lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # another deliverer leads this file
+            os.close(fd)
+            return False
+        self._file_lock = fd
+        return True
 
     def release(self, name: str) -> None:
         if self._conn is not None and name in self._held:
@@ -103,6 +124,9 @@ class Leadership:
     def close(self) -> None:
         conn, self._conn = self._conn, None
         self._held.clear()
+        fd, self._file_lock = self._file_lock, None
+        if fd is not None:
+            os.close(fd)  # the lock goes with it
         if conn is not None:
             try:
                 conn.close()

@@ -238,6 +238,48 @@ def test_pausing_a_sink_mid_attempt_holds_up_no_other(streaming: Components) -> 
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_two_deliverers_on_one_sqlite_file_deliver_each_entry_once(
+    streaming: Components, database_url: str, tmp_path: Path, fast_passwords: Passwords
+) -> None:
+    """``ledgerline project`` beside ``serve`` on one SQLite file: a file lock elects one leader;
+    the other takes over when it stops."""
+    other = build(settings_for(database_url, tmp_path, **STREAM_ENV), passwords=fast_passwords)
+    fast(other)
+    other_stop = threading.Event()
+    try:
+        with receiving() as receiver:
+            subscribe(streaming, receiver.url, from_position=1)
+            with delivering(streaming) as first:
+                second = start_deliverer(other, other_stop)
+                write_some(streaming, "twice", users=2)
+                head = streaming.identity.head_position()
+                assert wait_until(lambda: first.bound >= head and second.bound >= head, 10)
+                expected = audited_positions(streaming)
+                assert wait_until(lambda: set(receiver.accepted_positions()) >= set(expected), 10)
+                time.sleep(0.3)  # a second deliverer would have sent its copies by now
+                assert sorted(receiver.accepted_positions()) == expected  # each once
+            register(streaming.identity, "after-takeover")  # the first has stopped
+            head = streaming.identity.head_position()
+            projector_stop = threading.Event()
+            workers = start_workers(
+                [other.projections["audit_log"]], other.identity, other.engine, other.settings.database,
+                projector_stop,
+            )  # fmt: skip
+            try:
+                expected = audited_positions(other) if wait_until(lambda: second.bound >= head, 10) else []
+                assert wait_until(lambda: sorted(receiver.accepted_positions()) == expected, 10)
+            finally:
+                projector_stop.set()
+                for worker in workers:
+                    worker.join(timeout=10)
+    finally:
+        other_stop.set()
+        if "second" in locals():
+            second.join(timeout=10)
+        other.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_redirect_is_a_failure_and_never_followed(streaming: Components) -> None:
     """A receiver cannot bounce deliveries (and their signatures) to an address nobody checked."""
     with receiving() as elsewhere, receiving(lambda n: 307, headers={"location": "PLACEHOLDER"}) as bouncer:
