@@ -40,12 +40,27 @@ def check_url_shape(url: str) -> None:
         raise InvalidValueError("url", "must be http or https")
     if not parts.hostname:
         raise InvalidValueError("url", "must name a host")
+    if not parts.hostname.isascii():  # a resolver would normalise it; HTTP clients refuse it
+        raise InvalidValueError("url", "the host must be ASCII (write an internationalised name as xn--...)")
     if parts.username is not None or parts.password is not None:
         raise InvalidValueError("url", "must not carry credentials (the receiver checks the signature)")
     if parts.fragment or url.endswith("#"):
         raise InvalidValueError("url", "must not have a fragment")
     if port == 0:
         raise InvalidValueError("url", "port 0 is not a port")
+
+
+def url_for_audit(url: str) -> str:
+    """The URL as the audit log shows it: ``scheme://host[:port]/…``. A receiver's path and query
+    often carry its credential (Slack-style ``/T/B/token``, ``?token=``), and the audit log goes to
+    every reader and subscriber; the whole URL stays on the aggregate, for admins."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "", parts.port
+    except ValueError:
+        return "[REDACTED]"
+    shown_host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{shown_host}{'' if port is None else f':{port}'}/…"
 
 
 class Subscription(LedgerAggregate):

@@ -101,7 +101,9 @@ class SubscriptionsController(Controller):
             from_position=data.from_position,
             description=data.description,
         )
-        shown = _out(services, [created.result.aggregate])[0]
+        # From the aggregate alone: once appended, nothing may stand between the secret and its
+        # one showing (no deliverer has a cursor for it yet; the head is this append's position).
+        shown = _present(created.result.aggregate, None, created.result.position)
         body = NewSubscriptionOut(
             **msgspec.structs.asdict(shown), secret=created.secret, warning=SECRET_WARNING
         )

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 
 from domain.api_keys import ApiKey
 from domain.sessions import Session
-from domain.subscriptions import Subscription
+from domain.subscriptions import Subscription, url_for_audit
 from domain.users import User
 from domain.values import PersonalData
 from projections.audit_log.counts import add_counts
@@ -27,6 +27,7 @@ from projections.rows import append_rows
 
 REDACTED = "[REDACTED]"
 SECRET_FIELDS = frozenset({"password_hash", "digest", "token_digest", "refresh_digest", "secret_salt"})
+SHOWN_AS = {"url": url_for_audit}  # fields shown only in part (a webhook URL's path carries secrets)
 RESOURCE_TYPES = {
     "ledgerline.User": "user",
     "ledgerline.ApiKey": "api_key",
@@ -138,6 +139,8 @@ class AuditLogProjection:
     def _shown(self, name: str, value: Any) -> Any:
         if name in SECRET_FIELDS:
             return REDACTED
+        if name in SHOWN_AS and isinstance(value, str):
+            return SHOWN_AS[name](value)
         if isinstance(value, PersonalData):
             return {"sealed": self.context.sealer.seal(value)}
         if isinstance(value, datetime):

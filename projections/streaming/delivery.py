@@ -5,7 +5,8 @@ and wakes the sinks behind it; every ``discover_interval`` it reads the live sub
 (paused and deleted ones stop) and takes the lead of the sinks nobody leads. Leadership is the
 projections' mechanism: a session advisory lock per sink on PostgreSQL (one connection for all
 of this process's sinks), held while the connection lives; the cursor moves by compare-and-set,
-so a deliverer that lost its lock unnoticed cannot move it twice. On SQLite one process serves.
+so a deliverer that lost its lock unnoticed cannot move it twice. On SQLite a file lock elects
+one deliverer for the whole database.
 
 A sink's task delivers its entries one at a time, in position order, and moves its cursor after
 each batch (or after the last acknowledged entry before a failure), so a crash re-sends at most
@@ -19,8 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import hashlib
 import logging
+import os
 import random
 import threading
 from collections.abc import Callable, Sequence
@@ -66,12 +69,16 @@ class SinkStats:
 
 
 class Leadership:
-    """One active deliverer per sink: a session advisory lock on PostgreSQL, as projections."""
+    """One active deliverer per sink: a session advisory lock per sink on PostgreSQL, as
+    projections; on SQLite one deliverer for the whole file, elected by an exclusive lock on
+    ``<database>.stream-lock`` (``ledgerline project`` beside ``serve``, or two ``serve``: the
+    other waits, and takes over when the leader's process ends, the kernel dropping its lock)."""
 
     def __init__(self, database: Database) -> None:
         self.database = database
         self._conn: psycopg.Connection[Any] | None = None
         self._held: set[str] = set()
+        self._file_lock: int | None = None  # SQLite: the open, locked lock file
 
     @staticmethod
     def key(name: str) -> int:
@@ -80,7 +87,9 @@ class Leadership:
         )
 
     def acquire(self, name: str) -> bool:
-        if not self.database.is_postgres or name in self._held:
+        if not self.database.is_postgres:
+            return self._lead_the_file()
+        if name in self._held:
             return True
         if self._conn is None:
             self._conn = psycopg.connect(self.database.url, autocommit=True, connect_timeout=5)
@@ -89,6 +98,18 @@ class Leadership:
             self._held.add(name)
             return True
         return False
+
+    def _lead_the_file(self) -> bool:
+        if self._file_lock is not None:
+            return True
+        fd = os.open(f"{self.database.sqlite_path}.stream-lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # another deliverer leads this file
+            os.close(fd)
+            return False
+        self._file_lock = fd
+        return True
 
     def release(self, name: str) -> None:
         if self._conn is not None and name in self._held:
@@ -103,6 +124,9 @@ class Leadership:
     def close(self) -> None:
         conn, self._conn = self._conn, None
         self._held.clear()
+        fd, self._file_lock = self._file_lock, None
+        if fd is not None:
+            os.close(fd)  # the lock goes with it
         if conn is not None:
             try:
                 conn.close()
@@ -127,6 +151,7 @@ class StreamDeliverer(threading.Thread):
         self.bound = 0  # how far the audit_log projection has got
         self._stopping = False  # the process stops: every sink ends after its entry in flight
         self._retiring: set[str] = set()  # sinks paused or deleted: they end the same way
+        self._retirements: set[asyncio.Task[None]] = set()  # those sinks ending, in the background
         self._moved: asyncio.Condition | None = None
 
     def counters(self) -> list[cursors.SinkCounters]:
@@ -175,10 +200,14 @@ class StreamDeliverer(threading.Thread):
         wanted = await asyncio.to_thread(self._wanted)
         for name in [name for name in tasks if name not in wanted]:  # paused or deleted
             logger.info("stream %s: stopped (paused or deleted)", name)
-            await self._retire(name, tasks.pop(name))
-            await asyncio.to_thread(leadership.release, name)
+            self._retiring.add(name)  # until its task ended and its lead is released
+            retirement = asyncio.create_task(self._retire(name, tasks.pop(name), leadership))
+            self._retirements.add(retirement)  # in the background: the loop serves the others
+            retirement.add_done_callback(self._retirements.discard)
         for name, spec in wanted.items():
-            if name not in tasks and await asyncio.to_thread(leadership.acquire, name):
+            if name in tasks or name in self._retiring:  # resumed while retiring: the next look
+                continue
+            if await asyncio.to_thread(leadership.acquire, name):
                 logger.info("stream %s: active", name)
                 tasks[name] = asyncio.create_task(self._follow(spec), name=f"stream-{name}")
         await asyncio.to_thread(leadership.check)
@@ -226,16 +255,18 @@ class StreamDeliverer(threading.Thread):
                     logger.warning("stream %s interrupted (%s)", name, ErrorSummary.of(error))
                 await asyncio.to_thread(leadership.release, name)
 
-    async def _retire(self, name: str, task: asyncio.Task[None]) -> None:
+    async def _retire(self, name: str, task: asyncio.Task[None], leadership: Leadership) -> None:
         """End a sink after the entry in flight, its cursor moved past what was acknowledged (a
-        paused subscription resumes where it stopped, without re-sending)."""
-        self._retiring.add(name)
+        paused subscription resumes where it stopped, without re-sending), then give up its lead."""
         assert self._moved is not None
         async with self._moved:
             self._moved.notify_all()
         try:
             await asyncio.wait({task}, timeout=self.options.timeout + 1)
             await self._cancel({name: task})
+            await asyncio.to_thread(leadership.release, name)
+        except Exception as error:  # the lock connection died: the next look starts over
+            logger.warning("stream %s: retiring interrupted (%s)", name, ErrorSummary.of(error))
         finally:
             self._retiring.discard(name)
 
@@ -257,6 +288,7 @@ class StreamDeliverer(threading.Thread):
         if tasks:
             await asyncio.wait(tasks.values(), timeout=self.options.timeout + 1)
         await self._cancel(tasks)
+        await asyncio.gather(*self._retirements, return_exceptions=True)
 
     # ---- one sink ---------------------------------------------------------------------------
 
@@ -312,15 +344,15 @@ class StreamDeliverer(threading.Thread):
         except ForgedEntryError as forged:
             return cursor, f"the audit entry at position {forged.position} fails its MAC (run audit verify)"
         reached, delivered, failure = cursor, 0, None
-        for entry in batch.entries:
+        for row in batch.rows:
             if self._ending(spec.name):
                 break
             try:
-                await sink.deliver(entry)
+                await sink.deliver(await asyncio.to_thread(self.source.present, row))
             except DeliveryError as error:
                 failure = error.reason
                 break
-            reached, delivered = entry["position"], delivered + 1
+            reached, delivered = row["position"], delivered + 1
         else:
             reached = batch.end
         if reached != cursor:

@@ -5,8 +5,12 @@ raises ``DeliveryError`` with a short reason fit for ``last_error`` (never the r
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
+import socket
 import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Protocol
 from uuid import UUID
@@ -15,13 +19,8 @@ import httpx
 import msgspec
 from standardwebhooks import Webhook
 
-from projections.streaming.targets import (
-    AsyncResolve,
-    Target,
-    TargetPolicy,
-    TargetRefusedError,
-    check_target_async,
-)
+from domain.errors import InvalidValueError
+from projections.streaming.targets import Resolve, Target, TargetPolicy, check_target_async
 
 NATS_STREAM = "LEDGERLINE_AUDIT"
 NATS_SUBJECT_PREFIX = "ledgerline.audit"
@@ -63,10 +62,14 @@ class WebhookSink:
         secret: str,
         policy: TargetPolicy,
         timeout: float,
-        resolve: AsyncResolve | None = None,
+        resolve: Resolve | None = None,
     ) -> None:
+        """``resolve``: ``socket.getaddrinfo``'s shape (tests pass a DNS answer)."""
         self.name, self.subscription_id, self.url, self.policy = name, subscription_id, url, policy
         self.timeout, self._resolve = timeout, resolve
+        # Lookups block a thread: this sink's own, so a name that never answers holds up only
+        # this sink (not the loop's default executor, which every other sink's database work uses).
+        self._dns = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"dns-{name}")
         self._signer = Webhook(secret)
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout), follow_redirects=False, trust_env=False, http2=False
@@ -76,8 +79,14 @@ class WebhookSink:
     async def _checked_target(self) -> Target:
         now = time.monotonic()
         if self._target is None or now - self._target[0] > RESOLVED_FOR:
-            self._target = (now, await check_target_async(self.url, self.policy, self._resolve))
+            self._target = (now, await check_target_async(self.url, self.policy, self._lookup))
         return self._target[1]
+
+    async def _lookup(self, host: str, port: int, **kwargs: Any) -> Sequence[Any]:
+        resolve = self._resolve or socket.getaddrinfo
+        return await asyncio.get_running_loop().run_in_executor(
+            self._dns, functools.partial(resolve, host, port, **kwargs)
+        )
 
     async def deliver(self, entry: dict[str, Any]) -> None:
         body = entry_body(entry)
@@ -91,11 +100,13 @@ class WebhookSink:
             "webhook-signature": self._signer.sign(message_id, now, body),
         }
         try:
-            target = await self._checked_target()
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(self.timeout):  # the lookup included
+                target = await self._checked_target()
                 status = await self._post(target, headers, body)
-        except TargetRefusedError as refused:
+        except InvalidValueError as refused:  # TargetRefusedError, or a URL stored before a rule
             raise DeliveryError(f"target refused: {refused.message}") from None
+        except httpx.InvalidURL:
+            raise DeliveryError("target refused: not a valid URL") from None
         except (TimeoutError, httpx.TimeoutException):
             raise DeliveryError("timeout") from None
         except (httpx.HTTPError, OSError) as error:
@@ -124,6 +135,7 @@ class WebhookSink:
 
     async def close(self) -> None:
         await self._client.aclose()
+        self._dns.shutdown(wait=False, cancel_futures=True)  # a lookup in flight ends on its own
 
 
 def nats_subject(entry: dict[str, Any]) -> str:

@@ -19,14 +19,14 @@ from sqlalchemy.engine import Connection, Engine
 from eventstore.personal_data import Sealer
 from projections import catalog
 from projections.audit_log.evidence import ForgedEntryError
-from projections.audit_log.presenter import present_entries
+from projections.audit_log.presenter import present_entry
 from projections.audit_log.projection import AuditLogProjection
 from projections.audit_log.queries import AuditFilter, audit_log, select_entries
 
 
 @dataclass(frozen=True)
 class Batch:
-    entries: list[dict[str, Any]]  # presented, in position order
+    rows: list[dict[str, Any]]  # as stored (vouched), in position order: ``present`` each one
     end: int  # the cursor once every entry is delivered (past the ones that do not match)
 
 
@@ -71,4 +71,9 @@ class EntrySource:
             if not self.projection.vouched(row):
                 raise ForgedEntryError(row["position"])
         end = rows[-1]["position"] if len(rows) == limit else bound
-        return Batch(present_entries(rows, self.sealer), end)
+        return Batch(rows, end)
+
+    def present(self, row: dict[str, Any]) -> dict[str, Any]:
+        """The entry as the API shows it now, just before it is sent: personal data revealed one
+        entry at a time, so an erasure while a batch is being sent reaches the entries after it."""
+        return present_entry(row, self.sealer)

@@ -11,6 +11,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from sqlalchemy import text
 
 from eventstore.passwords import Passwords
 from ledgerline.bootstrap import Components, build
@@ -80,7 +81,7 @@ def test_lifecycle_each_step_audited_with_its_actor(api: Api) -> None:
     ]
     assert {e["actor_id"] for e in trail} == {str(api.admin_id)}
     assert trail[0]["changes"]["secret_salt"] == "[REDACTED]"
-    assert trail[0]["changes"]["url"] == "http://127.0.0.1:9/hook"
+    assert trail[0]["changes"]["url"] == "http://127.0.0.1:9/…"  # the path may carry a token
 
 
 def test_the_secret_is_shown_once_and_stored_nowhere(api: Api) -> None:
@@ -120,6 +121,8 @@ def test_non_admins_get_403_and_an_admins_narrow_key_too(api: Api) -> None:
         ("http:///hook", "host"),
         ("http://127.0.0.1:99999/hook", "valid URL"),
         ("javascript:alert(1)", "http or https"),
+        ("https://\uff45xample.com/hook", "ASCII"),  # fullwidth e: the resolver would normalise it
+        ("https://b\u00fccher.example/hook", "ASCII"),
     ],
 )
 def test_hostile_urls_are_refused_with_422(api: Api, url: str, why: str) -> None:
@@ -213,3 +216,50 @@ def test_the_list_pages_by_number_and_by_cursor(api: Api) -> None:
     newest = api.client.get(BASE, params={"sort_order": "desc", "per_page": 1}, headers=admin).json()
     assert [s["id"] for s in newest["data"]] == made[2:]
     assert api.client.get(BASE, params={"cursor": "bm90IGEgY3Vyc29y"}, headers=admin).status_code == 422
+
+
+def test_a_receivers_secret_url_reaches_no_audit_reader_and_no_other_subscriber(api: Api) -> None:
+    """A Slack-style URL carries its credential in the path and query: the audit entry shows the
+    URL as ``scheme://host[:port]/…``; only an admin reading the subscription sees all of it."""
+    admin = api.as_admin()
+    token_url = "http://127.0.0.1:9/T0001/B0002/XYZsecretpath?token=abc123secret"
+    with receiving() as receiver:
+        first = create(api, receiver.url, from_position=1)
+        assert first.status_code == 201, first.text
+        second = create(api, token_url)
+        assert second.status_code == 201, second.text
+        stop = threading.Event()
+        deliverer = start_deliverer(api.components, stop)
+        second_id = second.json()["data"]["id"]
+
+        def second_created() -> bool:
+            return any(r.entry["resource_id"] == second_id for r in receiver.accepted())
+
+        try:
+            assert wait_until(second_created, 15)
+        finally:
+            stop.set()
+            deliverer.join(timeout=10)
+    audited = api.client.get("/api/v1/audit-logs", params={"per_page": 100}, headers=admin).text
+    delivered = b"".join(r.body for r in receiver.requests).decode()
+    for leaked in ("XYZsecretpath", "abc123secret", "T0001"):
+        assert leaked not in audited
+        assert leaked not in delivered
+    created_entry = next(r.entry for r in receiver.requests if r.entry["resource_id"] == second_id)
+    assert created_entry["changes"]["url"] == "http://127.0.0.1:9/…"
+    shown = api.client.get(f"{BASE}/{second_id}", headers=admin).json()["data"]
+    assert shown["url"] == token_url  # the aggregate keeps it for the admin
+
+
+def test_the_creation_answer_needs_no_read_after_the_append(api: Api) -> None:
+    """Once the subscription is appended its secret must be shown: the answer is built from the
+    aggregate alone, so a read that fails afterwards (here the cursor table is gone) cannot turn
+    it into a 500 for a subscription that exists with a secret nobody saw."""
+    with api.components.engine.begin() as conn:
+        conn.execute(text("DROP TABLE stream_cursors"))
+    created = create(api, "http://127.0.0.1:9/hook", from_position=3)
+    assert created.status_code == 201, created.text
+    data = created.json()["data"]
+    assert data["secret"].startswith("whsec_")
+    assert data["delivered_through"] == 2 and data["delivered"] == 0 and data["last_error"] is None
+    assert data["lag"] == max(0, int(created.headers["x-event-position"]) - 2)

@@ -216,6 +216,70 @@ def test_one_slow_receiver_delays_no_other(streaming: Components) -> None:
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_pausing_a_sink_mid_attempt_holds_up_no_other(streaming: Components) -> None:
+    """The paused sink ends after its attempt in flight (up to the timeout) in the background:
+    meanwhile the other sinks go on delivering."""
+    fast(streaming, timeout=3.0)
+    with receiving(delay=5) as stuck, receiving() as quick:
+        stuck_sub = subscribe(streaming, stuck.url, from_position=1)
+        subscribe(streaming, quick.url)
+        with delivering(streaming):
+            assert wait_until(lambda: len(stuck.requests) == 1, 10)  # an attempt is in flight
+            identity = streaming.identity
+            with acting_as(ADMIN):
+                identity.pause_subscription(stuck_sub.result.id)
+            time.sleep(0.3)  # the deliverer sees the pause
+            write_some(streaming, "meanwhile", users=1)
+            head = identity.head_position()
+            assert wait_until(lambda: audited_positions(streaming)[-1:] == [head], 10)
+            started = time.monotonic()
+            assert wait_until(lambda: head in quick.accepted_positions(), 5)
+            assert time.monotonic() - started < 1.0
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_two_deliverers_on_one_sqlite_file_deliver_each_entry_once(
+    streaming: Components, database_url: str, tmp_path: Path, fast_passwords: Passwords
+) -> None:
+    """``ledgerline project`` beside ``serve`` on one SQLite file: a file lock elects one leader;
+    the other takes over when it stops."""
+    other = build(settings_for(database_url, tmp_path, **STREAM_ENV), passwords=fast_passwords)
+    fast(other)
+    other_stop = threading.Event()
+    try:
+        with receiving() as receiver:
+            subscribe(streaming, receiver.url, from_position=1)
+            with delivering(streaming) as first:
+                second = start_deliverer(other, other_stop)
+                write_some(streaming, "twice", users=2)
+                head = streaming.identity.head_position()
+                assert wait_until(lambda: first.bound >= head and second.bound >= head, 10)
+                expected = audited_positions(streaming)
+                assert wait_until(lambda: set(receiver.accepted_positions()) >= set(expected), 10)
+                time.sleep(0.3)  # a second deliverer would have sent its copies by now
+                assert sorted(receiver.accepted_positions()) == expected  # each once
+            register(streaming.identity, "after-takeover")  # the first has stopped
+            head = streaming.identity.head_position()
+            projector_stop = threading.Event()
+            workers = start_workers(
+                [other.projections["audit_log"]], other.identity, other.engine, other.settings.database,
+                projector_stop,
+            )  # fmt: skip
+            try:
+                expected = audited_positions(other) if wait_until(lambda: second.bound >= head, 10) else []
+                assert wait_until(lambda: sorted(receiver.accepted_positions()) == expected, 10)
+            finally:
+                projector_stop.set()
+                for worker in workers:
+                    worker.join(timeout=10)
+    finally:
+        other_stop.set()
+        if "second" in locals():
+            second.join(timeout=10)
+        other.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_redirect_is_a_failure_and_never_followed(streaming: Components) -> None:
     """A receiver cannot bounce deliveries (and their signatures) to an address nobody checked."""
     with receiving() as elsewhere, receiving(lambda n: 307, headers={"location": "PLACEHOLDER"}) as bouncer:
@@ -254,13 +318,47 @@ def test_an_erased_users_data_reads_erased_in_deliveries_made_after_the_erasure(
     assert "[erased]" in receiver.requests[0].body.decode()
 
 
+def test_an_erasure_during_a_batch_reaches_the_entries_sent_after_it(streaming: Components) -> None:
+    """Entries are read a batch at a time but revealed one at a time, just before each is sent:
+    an erasure while the first is in flight leaves the rest of the batch reading ``[erased]``."""
+    fast(streaming, timeout=5.0)
+    identity = streaming.identity
+    user = register(identity, "leaving", full_name="Leaving Person")
+    with user_context(user.id):
+        for n in range(3):
+            identity.update_user(user.id, full_name=f"Leaving Person {n}")
+    first_arrived, go_on = threading.Event(), threading.Event()
+
+    def answer(n: int) -> int:
+        if n == 0:
+            first_arrived.set()
+            go_on.wait(10)
+        return 200
+
+    with receiving(answer) as receiver:
+        subscribe(streaming, receiver.url, from_position=1, resource_types=["user"])
+        with delivering(streaming):
+            assert first_arrived.wait(10)
+            with acting_as(ADMIN):
+                identity.erase_user(user.id)
+            time.sleep(0.6)  # past the deliverer's data-key cache
+            go_on.set()
+            expected = [p for p in audited_positions(streaming, "user") if p <= user.position + 3]
+            assert wait_until(lambda: receiver.accepted_positions()[:4] == expected, 10)
+    first, *later = receiver.accepted()[:4]
+    assert "Leaving Person" in first.body.decode()  # sent before the erasure
+    for request in later:
+        assert "Leaving Person" not in request.body.decode()
+        assert request.entry["changes"]["full_name"] == "[erased]"
+
+
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_name_that_resolves_elsewhere_at_delivery_time_is_refused(streaming: Components) -> None:
     """DNS rebinding: the name was checked when the subscription was made; before each attempt it
     is resolved and checked again, and the request goes to the address that was checked."""
     answers = {"now": "127.0.0.1"}
 
-    async def resolver(host: str, port: int, **_: Any) -> list[Any]:  # the name's DNS answer
+    def resolver(host: str, port: int, **_: Any) -> list[Any]:  # the name's DNS answer
         return [(2, 1, 6, "", (answers["now"], port))]
 
     async def run(sink: WebhookSink) -> tuple[str | None, str]:
@@ -289,9 +387,51 @@ def test_a_name_that_resolves_elsewhere_at_delivery_time_is_refused(streaming: C
         )
         first, second = asyncio.run(run(sink))
     assert first is None
-    assert second.startswith("target refused: hooks.example resolves to 169.254.169.254")
+    assert second.startswith("target refused: hooks.example resolves to a refused address (link-local")
+    assert "169.254" not in second
     assert [r.position for r in receiver.requests] == [1]
     assert receiver.requests[0].headers["host"] == f"hooks.example:{port}"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_names_that_never_resolve_hold_up_no_other_sink(
+    streaming: Components, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eight receivers whose DNS never answers (more than the event loop's default executor has
+    threads): each attempt times out and is recorded, and a receiver at an address still gets
+    every entry promptly (lookups run inside the attempt's timeout, in each sink's own thread)."""
+    released = threading.Event()
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if str(host).endswith(".slow.example"):
+            released.wait(30)
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    try:
+        with receiving() as quick:
+            slow = [subscribe(streaming, f"http://r{n}.slow.example:9/hook") for n in range(8)]
+            subscribe(streaming, quick.url)
+            with delivering(streaming), streaming.engine.connect() as conn:
+                time.sleep(0.3)  # every slow sink is stuck in its lookup
+                write_some(streaming, "meanwhile", users=1)
+                head = streaming.identity.head_position()
+                assert wait_until(lambda: audited_positions(streaming)[-1:] == [head], 10)
+                expected = audited_positions(streaming)[-2:]
+                started = time.monotonic()
+                assert wait_until(lambda: quick.accepted_positions()[-2:] == expected, 5)
+                assert time.monotonic() - started < 1.5
+
+                def timed_out() -> bool:
+                    states = cursor_states(conn)
+                    conn.rollback()
+                    found = [states.get(subscription_cursor(s.result.id)) for s in slow]
+                    return all(state is not None and state.last_error == "timeout" for state in found)
+
+                assert wait_until(timed_out, 5)
+    finally:
+        released.set()
 
 
 async def _stream_messages() -> list[Any]:
@@ -325,6 +465,7 @@ def test_nats_sink_publishes_every_entry_in_order_and_a_resend_is_deduplicated(
     require_nats()
     asyncio.run(_drop_stream())  # the stream is created again, by the sink, when missing
     fast(streaming, nats_url=NATS_URL)
+    subscribe(streaming, "http://127.0.0.1:9/T01/B02/natspathsecret?token=natsquerysecret")
     write_some(streaming, "nats")
     with delivering(streaming) as deliverer:
         head = streaming.identity.head_position()
@@ -346,7 +487,8 @@ def test_nats_sink_publishes_every_entry_in_order_and_a_resend_is_deduplicated(
         m.subject == f"ledgerline.audit.{e['resource_type']}.{e['action'].split('.', 1)[1]}"
         for m, e in zip(messages, entries, strict=True)
     )
-    assert messages[0].subject == "ledgerline.audit.user.registered"
+    assert "ledgerline.audit.subscription.created" in {m.subject for m in messages}
+    assert not any(b"natspathsecret" in m.data or b"natsquerysecret" in m.data for m in messages)
 
     async def resend() -> None:  # what a deliverer killed before moving its cursor does
         sink = NatsSink(NATS, NATS_URL, 5.0)
