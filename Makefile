@@ -27,7 +27,7 @@ lint: install
 TEST_PROCESSES ?= 2
 
 test: install lint
-	$(BIN)/pytest -n $(TEST_PROCESSES) --dist worksteal
+	$(BIN)/pytest -n $(TEST_PROCESSES) --dist worksteal --durations=20
 
 unit: install
 	$(BIN)/pytest tests/unit
