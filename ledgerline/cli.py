@@ -142,26 +142,41 @@ def _register_admin(components: Components, request: RegisterUser) -> str:
 
 @cli.command("project")
 @click.option("--projection", "names", multiple=True, help="Run only these (repeatable); default: all.")
-def project(names: tuple[str, ...]) -> None:
-    """Run projector workers: catch up, then follow the live stream until SIGTERM or Ctrl-C."""
+@click.option("--no-delivery", is_flag=True, help="Stream nothing out (a `--only-delivery` process does).")
+@click.option(
+    "--only-delivery",
+    is_flag=True,
+    help="Only stream the audit log out (webhooks, NATS): the deliverer in a process of its own.",
+)
+def project(names: tuple[str, ...], no_delivery: bool, only_delivery: bool) -> None:
+    """Run projector workers and the deliverer: catch up, then follow the live stream until
+    SIGTERM or Ctrl-C."""
     from ledgerline.streaming import start_deliverer
     from projections.worker import start_checkpointer, start_workers
 
+    if only_delivery and (no_delivery or names):
+        raise click.UsageError(
+            "--only-delivery runs no projection: it takes neither --projection nor --no-delivery"
+        )
     settings = _settings()
     components = build(settings)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     try:
-        selected = components.selected_projections(names)
-        # A log line, not a print: a long-running process's output is its JSON log.
-        names_ = ", ".join(p.name for p in selected)
-        logger.info("projecting %s from %s", names_, settings.database.redacted())
-        workers: list[threading.Thread] = [
-            *start_workers(selected, components.identity, components.engine, settings.database, stop),
-            start_checkpointer(components.checkpointer(), settings.database, stop),
-            start_deliverer(components, stop),  # webhooks and NATS: one leader per sink
-        ]
+        workers: list[threading.Thread] = []
+        if not only_delivery:
+            selected = components.selected_projections(names)
+            # A log line, not a print: a long-running process's output is its JSON log.
+            names_ = ", ".join(p.name for p in selected)
+            logger.info("projecting %s from %s", names_, settings.database.redacted())
+            workers += start_workers(
+                selected, components.identity, components.engine, settings.database, stop
+            )
+            workers.append(start_checkpointer(components.checkpointer(), settings.database, stop))
+        if not no_delivery:  # webhooks and NATS: one leader per sink, whichever process runs it
+            logger.info("delivering subscriptions from %s", settings.database.redacted())
+            workers.append(start_deliverer(components, stop))
         while not stop.wait(0.5):
             pass
         for worker in workers:

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -148,3 +149,40 @@ def test_two_deliverers_on_one_database_deliver_each_entry_once_and_take_over(
         for worker in workers:
             worker.join(timeout=10)
         second.close()
+
+
+def test_the_deliverer_runs_in_a_process_of_its_own_beside_the_projector(
+    pg: Components, pg_database: str, tmp_path: Path
+) -> None:
+    write_entries(pg, users=5, updates=3)
+    env = {
+        **os.environ,
+        **STREAM_ENV,
+        "LEDGERLINE_DATABASE_URL": pg_database,
+        "LEDGERLINE_SECRET_KEY": TEST_SECRET,
+        "LEDGERLINE_DATA_DIR": str(tmp_path),
+        "LEDGERLINE_POOL_SIZE": "3",
+    }
+    refused = subprocess.run([LEDGERLINE, "project", "--only-delivery", "--no-delivery"], env=env,
+                             capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert refused.returncode == 2 and "--only-delivery" in refused.stderr
+    log_path = tmp_path / "project.log"
+    with receiving() as receiver, log_path.open("ab") as log:
+        subscribe(pg, receiver.url, from_position=1)
+        projecting = [LEDGERLINE, "project", "--no-delivery"]
+        projector = subprocess.Popen(projecting, env=env, stdout=log, stderr=log)
+        try:
+            assert wait_until(lambda: audited_positions(pg) != [], 60), tail(log_path)
+            time.sleep(1)  # projected, and nothing delivered: this process streams nothing out
+            assert receiver.requests == []
+            deliverer = subprocess.Popen([LEDGERLINE, "project", "--only-delivery"], env=env,
+                                         stdout=log, stderr=log)  # fmt: skip
+            try:
+                expected = audited_positions(pg)
+                assert wait_until(lambda: receiver.accepted_positions() == expected, 60), tail(log_path)
+            finally:
+                deliverer.send_signal(signal.SIGTERM)
+                assert deliverer.wait(timeout=30) == 0
+        finally:
+            projector.send_signal(signal.SIGTERM)
+            assert projector.wait(timeout=30) == 0
