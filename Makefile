@@ -23,11 +23,12 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-# Two test processes: most of a test's time is spent waiting on PostgreSQL, servers and threads.
-TEST_PROCESSES ?= 2
+# Three test processes: most of a test's time is spent waiting on PostgreSQL, servers and threads;
+# the tests that start servers of their own run one at a time (tests/conftest.py, SERVER_MODULES).
+TEST_PROCESSES ?= 3
 
 test: install lint
-	$(BIN)/pytest -n $(TEST_PROCESSES) --dist worksteal --durations=20
+	$(BIN)/pytest -n $(TEST_PROCESSES) --dist loadgroup --durations=20
 
 unit: install
 	$(BIN)/pytest tests/unit
