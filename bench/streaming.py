@@ -16,7 +16,9 @@ at once (HTTP/1.1 keep-alive, like a real receiver):
 Run: `python -m bench.streaming`. ``LEDGERLINE_BENCH_EVENTS`` (3000), ``LEDGERLINE_BENCH_RATE``
 (500), ``LEDGERLINE_BENCH_SECONDS`` (10) change the scale; ``LEDGERLINE_BENCH_PROJECT_ARGS`` is
 passed to ``ledgerline project`` (e.g. ``--projection audit_log``: the deliverer then shares its
-process with one projector instead of three). The machine is shared: the figures
+process with one projector instead of three); ``LEDGERLINE_BENCH_SPLIT=1`` runs the deliverer in
+a process of its own (``project --no-delivery`` beside ``project --only-delivery``). The machine
+is shared: the figures
 are printed with the load average seen.
 """
 
@@ -52,6 +54,8 @@ SECONDS = float(os.environ.get("LEDGERLINE_BENCH_SECONDS", "10"))
 STORE = os.environ.get("LEDGERLINE_BENCH_STORE", "postgres")
 WRITERS = 2
 PROJECT_ARGS = os.environ.get("LEDGERLINE_BENCH_PROJECT_ARGS", "").split()
+# 1: the deliverer in a process of its own (`project --no-delivery` beside `project --only-delivery`)
+SPLIT = os.environ.get("LEDGERLINE_BENCH_SPLIT", "") == "1"
 EVENTS_PER_APPEND = 4
 FAST = Passwords(Argon2Parameters(memory_kib=1024, time_cost=1, parallelism=1))
 ADMIN = AuditContext(actor_type="system", request_id="bench-streaming")
@@ -193,12 +197,16 @@ def main() -> None:
         receiver.start()
         hook = f"http://127.0.0.1:{port_in.recv()}/hook"
         project_log = (data_dir / "project.log").open("ab")
-        project = subprocess.Popen(
-            [LEDGERLINE, "project", *PROJECT_ARGS],
-            env={**os.environ, **env},
-            stdout=project_log,
-            stderr=project_log,
-        )
+        commands = [["--no-delivery", *PROJECT_ARGS], ["--only-delivery"]] if SPLIT else [PROJECT_ARGS]
+        projects = [
+            subprocess.Popen(
+                [LEDGERLINE, "project", *args],
+                env={**os.environ, **env},
+                stdout=project_log,
+                stderr=project_log,
+            )
+            for args in commands
+        ]
         try:
             # deliveries/s: a backlog already projected, then a subscription from position 1.
             preload(components, EVENTS)
@@ -248,13 +256,16 @@ def main() -> None:
             lags = [(arrived - occurred) * 1000 for _, arrived, occurred in live]
             load = os.getloadavg()
         finally:
-            project.send_signal(signal.SIGTERM)
-            project.wait(timeout=60)
+            for project in projects:
+                project.send_signal(signal.SIGTERM)
+            for project in projects:
+                project.wait(timeout=60)
             receiver.terminate()
             components.close()
     api_rate = _api_write_rate()
     results = {
         "store": STORE,
+        "deliverer": "own process" if SPLIT else "in project with the projectors",
         "deliveries_per_s": round(deliveries_per_s, 1),
         "backlog_entries": len(rows),
         "api_commands_per_s (latest.json)": api_rate,
