@@ -95,19 +95,3 @@ def components(database_url: str, tmp_path: Path, fast_passwords: Passwords) -> 
         yield built
     finally:
         built.close()
-
-
-# Modules whose tests start servers or projector processes of their own (each with its pools):
-# `make test` runs them one at a time in one test process (xdist's loadgroup), so that the test
-# processes together stay within the server's ~100 connections.
-SERVER_MODULES = frozenset({
-    "test_two_processes", "test_serve_workers", "test_fuzz_gate", "test_openapi_exact",
-    "test_hot_path_attacks", "test_metrics_workers", "test_generated_client", "test_projector_resilience",
-    "test_streaming_crash",
-})  # fmt: skip
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if item.module is not None and item.module.__name__.rsplit(".", 1)[-1] in SERVER_MODULES:
-            item.add_marker(pytest.mark.xdist_group("servers"))
