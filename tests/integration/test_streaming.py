@@ -219,8 +219,8 @@ def test_one_slow_receiver_delays_no_other(streaming: Components) -> None:
 def test_pausing_a_sink_mid_attempt_holds_up_no_other(streaming: Components) -> None:
     """The paused sink ends after its attempt in flight (up to the timeout) in the background:
     meanwhile the other sinks go on delivering."""
-    fast(streaming, timeout=3.0)
-    with receiving(delay=5) as stuck, receiving() as quick:
+    fast(streaming, timeout=8.0)
+    with receiving(delay=10) as stuck, receiving() as quick:
         stuck_sub = subscribe(streaming, stuck.url, from_position=1)
         subscribe(streaming, quick.url)
         with delivering(streaming):
@@ -232,9 +232,8 @@ def test_pausing_a_sink_mid_attempt_holds_up_no_other(streaming: Components) -> 
             write_some(streaming, "meanwhile", users=1)
             head = identity.head_position()
             assert wait_until(lambda: audited_positions(streaming)[-1:] == [head], 10)
-            started = time.monotonic()
+            # Retiring inline would hold the loop for the attempt's timeout plus one second.
             assert wait_until(lambda: head in quick.accepted_positions(), 5)
-            assert time.monotonic() - started < 1.0
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -419,9 +418,8 @@ def test_names_that_never_resolve_hold_up_no_other_sink(
                 head = streaming.identity.head_position()
                 assert wait_until(lambda: audited_positions(streaming)[-1:] == [head], 10)
                 expected = audited_positions(streaming)[-2:]
-                started = time.monotonic()
+                # The hung lookups last 30 s: an executor they filled would hold this up that long.
                 assert wait_until(lambda: quick.accepted_positions()[-2:] == expected, 5)
-                assert time.monotonic() - started < 1.5
 
                 def timed_out() -> bool:
                     states = cursor_states(conn)
