@@ -15,6 +15,7 @@ from litestar.exceptions import LitestarException
 
 from eventstore.audit_chain.bundle import verify_bundle
 from eventstore.audit_chain.note import NoteSigner
+from eventstore.database import writing
 from projections.audit_log.tables import define_audit_log
 from projections.catalog import live_generation
 from tests.api.conftest import Api
@@ -55,7 +56,7 @@ def test_verify_reports_the_tree_then_the_first_tampered_position(api: Api) -> N
 
     database = api.components.settings.database
     column = "rowid" if database.is_sqlite else "notification_id"
-    with api.components.engine.begin() as conn:  # a database administrator at work
+    with writing(api.components.engine) as conn:  # a database administrator at work
         if database.is_sqlite:
             conn.execute(sa.text(f"DROP TRIGGER {database.events_table}_no_update"))
         else:
@@ -140,7 +141,7 @@ def test_a_forged_audit_row_is_reported_by_verify_and_not_exported(api: Api) -> 
     position = listed[0]["position"]
     report = api.client.get("/api/v1/audit-logs/verify", headers=api.as_admin()).json()["data"]
     assert report["ok"] is True and report["forged_audit_entries"] == 0
-    with api.components.engine.begin() as conn:
+    with writing(api.components.engine) as conn:
         table = define_audit_log(sa.MetaData(), live_generation(conn, "audit_log")[0])
         forged = {"actor_type": "system", "actor_id": None, "changes": {"full_name": "Nobody"}}
         conn.execute(table.update().where(table.c.position == position).values(**forged))

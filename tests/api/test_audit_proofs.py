@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pymerkle import InmemoryTree
 
 from api.controllers.audit_proofs import inclusion
+from eventstore.database import writing
 from tests.api.conftest import Api
 from tests.api.test_users_api import problem
 
@@ -304,7 +305,7 @@ def test_proof_routes_are_read_only(api: Api, route: str) -> None:
 def test_a_node_removed_from_the_tree_is_a_problem_not_a_crash(api: Api) -> None:
     changes(api, 2)
     database = api.components.settings.database
-    with api.components.engine.begin() as conn:  # the tables' owner removes the node over leaves 0-1
+    with writing(api.components.engine) as conn:  # the tables' owner removes the node over leaves 0-1
         if database.is_sqlite:
             conn.execute(sa.text("DROP TRIGGER audit_tree_nodes_no_delete"))
         else:

@@ -28,6 +28,7 @@ import pytest
 import sqlalchemy as sa
 from psycopg import sql
 
+from eventstore.database import writing
 from eventstore.passwords import Passwords
 from ledgerline.bootstrap import Components, build
 from tests.api.conftest import Api
@@ -501,7 +502,7 @@ def test_an_erased_owners_address_is_not_served_from_her_keys_in_this_process(ap
 
 
 def _alter(api: Api, table: sa.Table, position: int, **values: object) -> None:
-    with api.components.engine.begin() as conn:
+    with writing(api.components.engine) as conn:
         conn.execute(table.update().where(table.c.position == position).values(**values))
 
 

@@ -8,6 +8,7 @@ import time
 
 import sqlalchemy as sa
 
+from eventstore.database import writing
 from projections.audit_log.tables import define_audit_log
 from projections.catalog import live_generation
 from tests.api.conftest import Api
@@ -46,7 +47,7 @@ def test_a_forged_audit_row_is_never_served_as_genuine(api: Api) -> None:
     forged = "anonymous"  # the fixture registers Alice outside any request: genuinely "system"
     assert genuine["actor_type"] != forged
 
-    with api.components.engine.begin() as conn:  # the table's owner hides who did it
+    with writing(api.components.engine) as conn:  # the table's owner hides who did it
         conn.execute(table.update().where(table.c.position == position).values(actor_type=forged))
 
     for path, params in (
@@ -62,7 +63,7 @@ def test_a_forged_audit_row_is_never_served_as_genuine(api: Api) -> None:
         assert str(position) in body["detail"]
         assert forged not in response.text
 
-    with api.components.engine.begin() as conn:  # mended (a rebuild would do the same)
+    with writing(api.components.engine) as conn:  # mended (a rebuild would do the same)
         conn.execute(
             table.update().where(table.c.position == position).values(actor_type=genuine["actor_type"])
         )
@@ -84,7 +85,7 @@ def test_no_proof_is_served_for_an_event_that_is_not_its_leaf(api: Api) -> None:
 
 
 def _alter(api: Api, table: sa.Table, position: int, **values: object) -> None:
-    with api.components.engine.begin() as conn:
+    with writing(api.components.engine) as conn:
         conn.execute(table.update().where(table.c.position == position).values(**values))
 
 
@@ -126,7 +127,7 @@ def test_every_column_of_a_served_row_is_vouched_for(api: Api) -> None:
 def test_a_genuine_row_moved_to_another_position_is_forged(api: Api) -> None:
     table, position = _alice_registration(api)
     _projected(api, position)
-    with api.components.engine.begin() as conn:
+    with writing(api.components.engine) as conn:
         row = dict(conn.execute(sa.select(table).where(table.c.position == position)).mappings().one())
         conn.execute(table.delete().where(table.c.position == position))
         conn.execute(table.insert().values(**{**row, "position": position + 100_000}))

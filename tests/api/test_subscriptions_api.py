@@ -13,6 +13,7 @@ from uuid import UUID
 import pytest
 from sqlalchemy import text
 
+from eventstore.database import writing
 from eventstore.passwords import Passwords
 from ledgerline.bootstrap import Components, build
 from ledgerline.streaming import start_deliverer
@@ -255,7 +256,7 @@ def test_the_creation_answer_needs_no_read_after_the_append(api: Api) -> None:
     """Once the subscription is appended its secret must be shown: the answer is built from the
     aggregate alone, so a read that fails afterwards (here the cursor table is gone) cannot turn
     it into a 500 for a subscription that exists with a secret nobody saw."""
-    with api.components.engine.begin() as conn:
+    with writing(api.components.engine) as conn:
         conn.execute(text("DROP TABLE stream_cursors"))
     created = create(api, "http://127.0.0.1:9/hook", from_position=3)
     assert created.status_code == 201, created.text

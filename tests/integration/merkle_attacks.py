@@ -21,7 +21,7 @@ from eventstore.audit_chain.note import Checkpoint
 from eventstore.audit_chain.records import leaf_hashes, read_records
 from eventstore.audit_chain.tree import node_reader, stored_size
 from eventstore.audit_chain.verify import LogReport, verify_log
-from eventstore.database import Database
+from eventstore.database import Database, writing
 from ledgerline.bootstrap import Components
 
 EVIDENCE = ("audit_tree_nodes", "audit_tree_checkpoints")
@@ -193,7 +193,7 @@ def as_owner(components: Components) -> Iterator[Connection]:
     """One transaction with the append-only triggers out of the way, as the tables' owner (the
     superuser test role on PostgreSQL: replication mode; SQLite: the triggers dropped)."""
     database = components.settings.database
-    with components.engine.begin() as conn:
+    with writing(components.engine) as conn:
         if database.is_sqlite:
             for table in (database.events_table, *EVIDENCE):
                 for operation in ("update", "delete"):

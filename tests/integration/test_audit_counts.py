@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from domain.audit import AuditContext, acting_as
 from domain.errors import AuthenticationError
+from eventstore.database import writing
 from ledgerline.bootstrap import Components
 from projections.audit_log.counts import DIMENSIONS, counted
 from projections.audit_log.queries import AuditFilter, audit_log, count_entries, list_page
@@ -73,7 +74,7 @@ def test_serve_on_the_embedded_store_rebuilds_a_read_model_an_upgrade_changed(co
 
     register(components.identity, "alice")
     project_all(components)
-    with components.engine.begin() as conn:  # as left by the version before the counts
+    with writing(components.engine) as conn:  # as left by the version before the counts
         conn.execute(
             catalog.generations.update().where(catalog.generations.c.name == "audit_log").values(live_shape=1)
         )

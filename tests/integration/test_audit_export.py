@@ -30,7 +30,7 @@ from psycopg import sql
 
 from domain.errors import AuthenticationError
 from eventstore.audit_chain.note import NoteSigner
-from eventstore.database import Database
+from eventstore.database import Database, writing
 from eventstore.personal_data import Sealer
 from ledgerline.audit_cli import audit
 from ledgerline.bootstrap import Components
@@ -516,7 +516,7 @@ def test_an_event_changed_in_the_store_ends_the_export_unsigned(ledger: Componen
             sa.text(f"SELECT max({column}) FROM {table} WHERE originator_id = :id"),
             {"id": alice.hex if database.is_sqlite else alice},
         ).scalar_one()
-    with ledger.engine.begin() as conn:  # a database administrator at work
+    with writing(ledger.engine) as conn:  # a database administrator at work
         if database.is_sqlite:
             conn.execute(sa.text(f"DROP TRIGGER {table}_no_update"))
             conn.execute(sa.text(f"UPDATE {table} SET state = CAST(X'20' || state AS BLOB) WHERE rowid = :p"),

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from eventstore.database import writing
 from eventstore.personal_data import Sealer
 from ledgerline.bootstrap import Components
 from projections.audit_log.tables import define_audit_log
@@ -31,7 +32,7 @@ def ledger(components: Components) -> Iterator[Components]:
 def forge(components: Components, **values: Any) -> int:
     """The table's owner rewrites alice's rename in the live generation; returns its position."""
     alice = components.identity.find_user_id("alice")
-    with components.engine.begin() as conn:
+    with writing(components.engine) as conn:
         table = define_audit_log(sa.MetaData(), live_generation(conn, "audit_log")[0])
         position = conn.execute(
             sa.select(table.c.position).where(
@@ -67,7 +68,7 @@ def test_verify_reports_a_forged_audit_row_by_position(
 
 def test_verify_reports_a_removed_audit_row_by_position(ledger: Components, tmp_path: Path) -> None:
     alice = ledger.identity.find_user_id("alice")
-    with ledger.engine.begin() as conn:
+    with writing(ledger.engine) as conn:
         table = define_audit_log(sa.MetaData(), live_generation(conn, "audit_log")[0])
         position = (
             conn.execute(

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from psycopg import sql
 from sqlalchemy.exc import DBAPIError
 
+from eventstore.database import writing
 from eventstore.passwords import Passwords
 from eventstore.schema import EVIDENCE_TABLES, RuntimeRoleError
 from ledgerline.bootstrap import Components, build
@@ -195,7 +196,7 @@ def test_commands_projections_a_rebuild_and_an_erasure_work_as_the_runtime_role(
 
 
 def test_an_event_the_runtime_role_inserts_around_the_tree_is_named(app: Components) -> None:
-    with app.engine.begin() as conn:
+    with writing(app.engine) as conn:
         conn.exec_driver_sql(
             "INSERT INTO identity_events (originator_id, originator_version, topic, state) "
             "SELECT originator_id, originator_version + 1000, topic, state FROM identity_events"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import multiprocessing
 from pathlib import Path
 
+from eventstore.database import writing
 from eventstore.passwords import Passwords
 from ledgerline.bootstrap import Components, build
 from tests.conftest import FAST_ARGON2, settings_for
@@ -117,7 +118,7 @@ def test_an_event_inserted_around_the_tree_is_named(components: Components) -> N
     """An INSERT needs no owner's rights (the runtime role has it); its event is no leaf."""
     register(components.identity, "alice")
     database = components.settings.database
-    with components.engine.begin() as conn:
+    with writing(components.engine) as conn:
         conn.execute(events_sql(database, FORGED), {"src": 1})
     forged = positions(components)[-1]
     assert tree_size(components) == forged - 1

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
 from eventstore.audit_chain.tree import leaf_at
+from eventstore.database import writing
 from eventstore.group_commit import GroupCommitRecorder
 from eventstore.passwords import Passwords
 from ledgerline.bootstrap import Components, build
@@ -111,7 +112,7 @@ def test_a_save_refused_inside_a_group_leaves_void_leaves_between_its_neighbours
 def test_an_event_slipped_into_a_gap_is_found_there(postgres: Components) -> None:
     """Whoever can INSERT can choose the position: the gap's leaf says no event is there."""
     gap = with_a_gap(postgres)
-    with postgres.engine.begin() as conn:
+    with writing(postgres.engine) as conn:
         conn.execute(
             sa.text(
                 "INSERT INTO identity_events"

@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from eventstore.audit_chain.checkpoints import Checkpointer, checkpoint_now
+from eventstore.database import writing
 from ledgerline.bootstrap import Components
 from projections.audit_log.tables import define_audit_log
 from projections.catalog import live_generation
@@ -35,7 +36,7 @@ def test_a_node_planted_past_the_trees_end_is_named_by_verify(components: Compon
     size = tree_size(components)
     assert verify(components).ok
     planted = (2, (size + 40) // 4)  # a level-2 node the tree reaches after ~40 more events
-    with components.engine.begin() as conn:  # a plain INSERT: what the runtime role may do
+    with writing(components.engine) as conn:  # a plain INSERT: what the runtime role may do
         conn.execute(
             sa.text("INSERT INTO audit_tree_nodes (level, idx, hash) VALUES (:l, :i, :h)"),
             {"l": planted[0], "i": planted[1], "h": bytes(32)},
@@ -54,7 +55,7 @@ def test_a_checkpoint_row_past_the_log_is_never_served_and_never_stops_the_signi
     _users(components, 3)
     early = sign(components)
     _users(components, 3, "v")
-    with components.engine.begin() as conn:  # a genuine old note, copied to a size never reached
+    with writing(components.engine) as conn:  # a genuine old note, copied to a size never reached
         conn.execute(
             INSERT_CHECKPOINT,
             {"s": 1_000_000_000, "r": early.root_hash, "t": datetime.now(UTC), "n": early.note},
@@ -80,7 +81,7 @@ def test_a_checkpoint_row_forged_at_the_current_size_is_replaced_by_a_genuine_no
     early = sign(components)
     _users(components, 2, "v")
     size = tree_size(components)
-    with components.engine.begin() as conn:  # claims the current size with an older note
+    with writing(components.engine) as conn:  # claims the current size with an older note
         conn.execute(
             INSERT_CHECKPOINT, {"s": size, "r": early.root_hash, "t": datetime.now(UTC), "n": early.note}
         )
@@ -96,7 +97,7 @@ def test_a_checkpoint_dated_in_the_future_does_not_postpone_the_next(components:
     first = sign(components)
     _users(components, 2, "v")
     checkpointer = Checkpointer(components.engine, components.checkpoint_keys, interval=60)
-    with components.engine.begin() as conn:
+    with writing(components.engine) as conn:
         size = tree_size(components)
         conn.execute(
             INSERT_CHECKPOINT,
@@ -167,7 +168,7 @@ def test_audit_rows_deleted_from_the_tail_are_reported(components: Components) -
     table = _audit_table(components)
     evidence = _evidence(components)
     assert evidence.verify(components.engine).forged == 0
-    with components.engine.begin() as conn:
+    with writing(components.engine) as conn:
         newest = list(
             conn.execute(sa.select(table.c.position).order_by(table.c.position.desc()).limit(2)).scalars()
         )
@@ -175,7 +176,7 @@ def test_audit_rows_deleted_from_the_tail_are_reported(components: Components) -
     report = evidence.verify(components.engine)
     assert sorted(newest) == [p for p in report.forged_positions if p in newest] and report.forged >= 2
 
-    with components.engine.begin() as conn:  # every row gone
+    with writing(components.engine) as conn:  # every row gone
         conn.execute(table.delete())
     assert evidence.verify(components.engine).forged >= 6
 
@@ -186,7 +187,7 @@ def test_a_value_forged_to_an_equal_number_is_still_forged(components: Component
         components.identity.update_user(alice.id, full_name="Alice A")
     project_all(components)
     table = _audit_table(components)
-    with components.engine.begin() as conn:
+    with writing(components.engine) as conn:
         row = conn.execute(
             sa.select(table.c.position, table.c.changes).where(table.c.action == "user.registered").limit(1)
         ).one()

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from eventstore.audit_chain.checkpoints import SignedCheckpoint, tree_checkpoints
 from eventstore.audit_chain.note import Checkpoint, NoteSigner, sign_checkpoint
 from eventstore.audit_chain.tree import root_at
+from eventstore.database import writing
 from eventstore.passwords import Passwords
 from ledgerline.bootstrap import Components, build
 from tests.conftest import settings_for
@@ -239,7 +240,7 @@ def test_a_checkpoint_signed_with_a_key_the_auditor_does_not_trust_fails(log: Lo
     components = log.components
     forger = NoteSigner(components.checkpoint_keys.origin, bytes(range(32)))
     size = tree_size(components)
-    with components.engine.begin() as conn:
+    with writing(components.engine) as conn:
         root = root_at(conn, size)
         conn.execute(
             sa.insert(tree_checkpoints).values(

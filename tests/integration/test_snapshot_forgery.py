@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 from litestar.testing import TestClient
 
+from eventstore.database import writing
 from eventstore.passwords import Passwords
 from eventstore.snapshots import MAC_SIZE, MAGIC
 from eventstore.snapshots import _stored_snapshots as stored_snapshots
@@ -50,7 +51,7 @@ def as_the_owner(components: Components, *statements: tuple[str, dict[str, objec
     """Writes to the snapshots table with its append-only triggers off, in this transaction."""
     database = components.settings.database
     table = database.snapshots_table
-    with components.engine.begin() as conn:
+    with writing(components.engine) as conn:
         if database.is_sqlite:
             conn.execute(sa.text(f"DROP TRIGGER IF EXISTS {table}_no_update"))
         else:

@@ -40,6 +40,7 @@ from eventstore.audit_chain.merkle import CompactRange
 from eventstore.audit_chain.note import Checkpoint, NoteSigner, parse_note, sign_checkpoint
 from eventstore.audit_chain.records import leaf_hashes, read_records
 from eventstore.audit_chain.tree import node_reader, stored_size
+from eventstore.database import writing
 from eventstore.passwords import Passwords
 from ledgerline.bootstrap import Components, build, build_app
 from ledgerline.checkpoint_sinks import STREAM, NatsSink, subject_for
@@ -152,7 +153,7 @@ def accepted_size(directory: Path) -> int:
 @contextlib.contextmanager
 def as_owner(log: Log) -> Iterator[Connection]:
     database = log.components.settings.database
-    with log.components.engine.begin() as conn:
+    with writing(log.components.engine) as conn:
         if database.is_sqlite:
             for table in (database.events_table, "audit_tree_nodes", "audit_tree_checkpoints"):
                 for operation in ("update", "delete"):
