@@ -1,5 +1,6 @@
-"""One projection's batch step: read the notifications after a generation's position, decode the
-ones it cares about, write their effect and the new position in one transaction.
+"""One projection's batch step: take the entries after a generation's position from the feed
+(read and decoded once for every projection of the process), write the effect of the ones it
+cares about and the new position in one transaction.
 
 An event the projection cannot apply (a value its tables cannot hold, a bug) must not hide in a
 failing batch: the batch is retried one event per transaction, so everything before the culprit
@@ -12,7 +13,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import sqlalchemy.exc
 from sqlalchemy.engine import Engine
@@ -21,6 +21,7 @@ from eventstore.database import DATABASE_UNAVAILABLE, writing
 from eventstore.identity import Identity
 from projections import catalog
 from projections.base import Positioned, Projection
+from projections.feed import Entry, Feed
 
 DEFAULT_BATCH = 500
 SQLSTATE = re.compile(r"^[0-9A-Z]{5}$")
@@ -67,12 +68,14 @@ class EventNotApplicableError(RuntimeError):
 
 class ProjectionRunner:
     def __init__(
-        self, projection: Projection, identity: Identity, engine: Engine, *, batch_size: int = DEFAULT_BATCH
-    ):
+        self, projection: Projection, identity: Identity, engine: Engine, *, batch_size: int = DEFAULT_BATCH,
+        feed: Feed | None = None,
+    ):  # fmt: skip
         self.projection = projection
         self.identity = identity
         self.engine = engine
         self.batch_size = batch_size
+        self.feed = feed or Feed(identity, projection.topics)
         self.position: int | None = None  # where the last batch left the generation
         self._tables: dict[int, list] = {}
 
@@ -83,23 +86,21 @@ class ProjectionRunner:
         with self.engine.connect() as conn:
             start = catalog.position(conn, self.projection.name, generation)
         self.position = start
-        notifications = self.identity.recorder.select_notifications(
-            start, self.batch_size, inclusive_of_start=False
-        )
-        if not notifications:
+        entries = self.feed.after(start, self.batch_size)
+        if not entries:
             return 0
         try:
-            events = [self._decode(n) for n in notifications if n.topic in self.projection.topics]
-            self._write(generation, start, notifications[-1].id, events)
+            events = [self._decode(e) for e in entries if e.topic in self.projection.topics]
+            self._write(generation, start, entries[-1].position, events)
             applied = True
         except NOT_THE_EVENT:
             raise
         except Exception:  # some event of the batch: found below, outside this handler, so the
             applied = False  # error raised then does not carry this one (and its text) along
         if not applied:
-            self._one_by_one(generation, start, notifications)
-        self.position = notifications[-1].id
-        return len(notifications)
+            self._one_by_one(generation, start, entries)
+        self.position = entries[-1].position
+        return len(entries)
 
     def catch_up(self, generation: int, *, progress: Callable[[int], None] | None = None) -> int:
         """Apply batches until nothing is left; returns the number of notifications consumed."""
@@ -110,31 +111,31 @@ class ProjectionRunner:
                 progress(consumed)
         return total
 
-    def _one_by_one(self, generation: int, start: int, notifications: Sequence[Any]) -> None:
+    def _one_by_one(self, generation: int, start: int, entries: Sequence[Entry]) -> None:
         position, failure = start, None
-        for notification in notifications:
-            if notification.topic not in self.projection.topics:
+        for entry in entries:
+            if entry.topic not in self.projection.topics:
                 continue
             try:
-                self._write(generation, position, notification.id, [self._decode(notification)])
+                self._write(generation, position, entry.position, [self._decode(entry)])
             except NOT_THE_EVENT:
                 raise
             except Exception as error:
                 failure = ErrorSummary.of(error)  # the error itself stays here, with its text
                 break
-            position = notification.id
+            position = entry.position
         if failure is None:  # the batch failed, each of its events alone did not
-            if position < notifications[-1].id:
-                self._write(generation, position, notifications[-1].id, [])
+            if position < entries[-1].position:
+                self._write(generation, position, entries[-1].position, [])
             return
-        before = max((n.id for n in notifications if n.id < notification.id), default=start)
+        before = max((e.position for e in entries if e.position < entry.position), default=start)
         if before > position:  # what lies between the last applied event and the culprit is done
             self._write(generation, position, before, [])
         self.position = before
-        raise EventNotApplicableError(self.projection.name, notification.id, failure)
+        raise EventNotApplicableError(self.projection.name, entry.position, failure)
 
-    def _decode(self, notification: Any) -> Positioned:
-        return Positioned(notification.id, self.identity.mapper.to_domain_event(notification))
+    def _decode(self, entry: Entry) -> Positioned:
+        return Positioned(entry.position, self.feed.decode(entry))
 
     def _write(self, generation: int, start: int, end: int, events: Sequence[Positioned]) -> None:
         with writing(self.engine) as conn:

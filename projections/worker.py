@@ -31,6 +31,7 @@ from eventstore.database import DATABASE_UNAVAILABLE, Database
 from eventstore.identity import Identity
 from projections import catalog
 from projections.base import Projection
+from projections.feed import Feed
 from projections.runner import ErrorSummary, EventNotApplicableError, ProjectionRunner
 
 logger = logging.getLogger("ledgerline.projector")
@@ -215,11 +216,12 @@ class ProjectionWorker(FollowingWorker):
         poll_interval: float = 0.2,
         batch_size: int = 500,
         failure_backoff: Backoff = FAILURE_BACKOFF,
+        feed: Feed | None = None,
     ) -> None:
         super().__init__(projection.name, engine, database, stop, poll_interval=poll_interval,
                          batch_size=batch_size, failure_backoff=failure_backoff)  # fmt: skip
         self.projection = projection
-        self.runner = ProjectionRunner(projection, identity, engine, batch_size=batch_size)
+        self.runner = ProjectionRunner(projection, identity, engine, batch_size=batch_size, feed=feed)
 
     def _store_pool(self) -> object | None:
         return getattr(getattr(self.runner.identity.recorder, "datastore", None), "pool", None)
@@ -274,8 +276,10 @@ def start_workers(
     *,
     failure_backoff: Backoff = FAILURE_BACKOFF,
 ) -> list[ProjectionWorker]:
+    """One worker per projection, all fed by one reader (``Feed``)."""
+    feed = Feed(identity, frozenset().union(*(p.topics for p in projections)))
     workers = [
-        ProjectionWorker(p, identity, engine, database, stop, failure_backoff=failure_backoff)
+        ProjectionWorker(p, identity, engine, database, stop, failure_backoff=failure_backoff, feed=feed)
         for p in projections
     ]
     for worker in workers:
