@@ -104,6 +104,20 @@ def position(conn: Connection, name: str, generation: int) -> int:
     ).scalar_one()
 
 
+def live_position(conn: Connection, name: str) -> tuple[int, int, int]:
+    """The live generation, its shape and its position, in one round trip (every live step)."""
+    row = conn.execute(
+        sa.select(generations.c.live, generations.c.live_shape, tracking.c.position)
+        .join_from(
+            generations,
+            tracking,
+            sa.and_(tracking.c.name == generations.c.name, tracking.c.generation == generations.c.live),
+        )
+        .where(generations.c.name == name)
+    ).one()
+    return row.live, row.live_shape, row.position
+
+
 def advance(conn: Connection, name: str, generation: int, expected: int, new: int) -> None:
     """Move the position from ``expected`` to ``new``, or fail if someone else moved it."""
     moved = conn.execute(

@@ -79,12 +79,14 @@ class ProjectionRunner:
         self.position: int | None = None  # where the last batch left the generation
         self._tables: dict[int, list] = {}
 
-    def run_batch(self, generation: int) -> int:
-        """Apply the next batch to ``generation``; returns how many notifications it consumed
-        (relevant or not: the position always moves past everything read). Raises
-        ``EventNotApplicableError`` after applying every event before the one that fails."""
-        with self.engine.connect() as conn:
-            start = catalog.position(conn, self.projection.name, generation)
+    def run_batch(self, generation: int, start: int | None = None) -> int:
+        """Apply the next batch to ``generation`` from its position (``start`` when the caller
+        has just read it); returns how many notifications it consumed (relevant or not: the
+        position always moves past everything read). Raises ``EventNotApplicableError`` after
+        applying every event before the one that fails."""
+        if start is None:
+            with self.engine.connect() as conn:
+                start = catalog.position(conn, self.projection.name, generation)
         self.position = start
         entries = self.feed.after(start, self.batch_size)
         if not entries:

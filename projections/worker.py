@@ -51,6 +51,21 @@ class Backoff:
 OUTAGE_BACKOFF = Backoff(first=0.1, cap=10.0)
 FAILURE_BACKOFF = Backoff(first=1.0, cap=60.0)
 PROGRESS_EVERY = 1.0  # seconds between two progress notes of a follower without generations
+# Seconds between two checks that the lock's connection lives (not a round trip per batch: if it
+# died meanwhile, the position's compare-and-set keeps a second leader from applying twice).
+LEADERSHIP_CHECK = 1.0
+
+
+def _at_most_every(seconds: float, check: Callable[[], object]) -> Callable[[], None]:
+    last = time.monotonic()
+
+    def checked() -> None:
+        nonlocal last
+        if time.monotonic() - last >= seconds:
+            check()
+            last = time.monotonic()
+
+    return checked
 
 
 class FollowingWorker(threading.Thread):
@@ -182,7 +197,7 @@ class FollowingWorker(threading.Thread):
                     logger.info("projection %s: active", self.label)
                     self.is_leader.set()
                     try:
-                        yield lambda: conn.execute("SELECT 1")
+                        yield _at_most_every(LEADERSHIP_CHECK, lambda: conn.execute("SELECT 1"))
                     finally:
                         self.is_leader.clear()
                     return
@@ -231,13 +246,13 @@ class ProjectionWorker(FollowingWorker):
 
     def _step(self) -> int | None:
         with self.engine.connect() as conn:
-            generation, shape = catalog.live_generation(conn, self.projection.name)
+            generation, shape, position = catalog.live_position(conn, self.projection.name)
         if shape != self.projection.shape:
             logger.error("projection %s: live tables have shape %s, code wants %s: run "
                          "`ledgerline projections rebuild %s`", self.projection.name, shape,
                          self.projection.shape, self.projection.name)  # fmt: skip
             return None
-        return self.runner.run_batch(generation)
+        return self.runner.run_batch(generation, position)
 
 
 class CheckpointWorker(FollowingWorker):
