@@ -224,6 +224,19 @@ class Deployment:
             raise RuntimeError(f"ledgerline {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
         return done.stdout
 
+    def measured(self, *args: str) -> tuple[float, float]:
+        """Run a command to completion (its output to its log); its seconds and peak RSS (MiB)."""
+        log = self.workdir / f"{'-'.join(args)}.log"
+        with log.open("w") as out:
+            started = time.perf_counter()
+            child = subprocess.Popen([str(BIN / "ledgerline"), *args], env=self.env, stdout=out, stderr=out)
+            _, status, usage = os.wait4(child.pid, 0)
+            seconds = time.perf_counter() - started
+        child.returncode = os.waitstatus_to_exitcode(status)
+        if child.returncode != 0:
+            raise RuntimeError(f"ledgerline {' '.join(args)} failed:\n{log.read_text(errors='replace')}")
+        return seconds, usage.ru_maxrss / 1024  # Linux: kilobytes
+
     def start(
         self,
         name: str,

@@ -1,5 +1,7 @@
-"""rebuild_events_per_s: a blue-green rebuild of each projection over the bulk-written log, next
-to PostgreSQL's bulk-load rate (COPY into a table like the audit log's, same indexes).
+"""rebuild_events_per_s: a blue-green rebuild of each projection over the bulk-written log (each
+by `ledgerline projections rebuild NAME`, its time and peak RSS), next to PostgreSQL's bulk-load
+rates: COPY into a table like the audit log's, with its indexes and without any (the physical
+limit of filling it).
 
 What bounds a rebuild is told by two more rates over the first ``SAMPLE`` events: reading the
 notification log alone, and reading plus decoding it (what every projection pays first).
@@ -14,23 +16,24 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from bench.harness import Figure
+from bench.harness import Deployment, Figure
 from ledgerline.bootstrap import Components
-from projections.rebuild import rebuild
 
 SAMPLE = 100_000
 PAGE = 2000
 
 
-def copy_baseline(url: str, rows: int) -> float:
-    """COPY ``rows`` audit-like rows into a table LIKE the live audit log (indexes included)."""
+def copy_baseline(url: str, rows: int, *, indexes: bool) -> float:
+    """COPY ``rows`` audit-like rows into a table LIKE the live audit log, with its indexes or
+    without any (not even its primary key)."""
     sealed = json.dumps({"v": 1, "s": uuid.uuid4().hex, "c": "x" * 60})
     changes = json.dumps({"full_name": {"sealed": sealed}})
     resources = [uuid.uuid4() for _ in range(10_000)]
     start = datetime.now(UTC) - timedelta(days=365)
     with psycopg.connect(url) as conn:
         (live,) = conn.execute("SELECT live FROM projection_generations WHERE name = 'audit_log'").fetchone()  # type: ignore[misc]
-        conn.execute(f"CREATE TABLE copy_baseline (LIKE audit_log_g{live} INCLUDING ALL)")
+        including = "INCLUDING ALL" if indexes else "INCLUDING DEFAULTS"
+        conn.execute(f"CREATE TABLE copy_baseline (LIKE audit_log_g{live} {including})")
         conn.commit()
         started = time.perf_counter()
         mac = "0" * 64  # each row's MAC (its length; the rebuild computes every one)
@@ -49,8 +52,9 @@ def copy_baseline(url: str, rows: int) -> float:
     return rate
 
 
-def measure(components: Components, url: str, events: int) -> Figure:
-    baseline = copy_baseline(url, events)
+def measure(components: Components, deployment: Deployment, url: str, events: int) -> Figure:
+    indexed = copy_baseline(url, events, indexes=True)
+    baseline = copy_baseline(url, events, indexes=False)
     identity = components.identity
     sample = min(SAMPLE, events)
     extra: dict[str, object] = {}
@@ -65,11 +69,10 @@ def measure(components: Components, url: str, events: int) -> Figure:
                     to_event(notification)
             position = page[-1].id
         extra[f"{label}_events_per_s"] = round(position / (time.perf_counter() - started))
-    rates = {}
-    for projection in components.projections.values():
-        started = time.perf_counter()
-        rebuild(projection, identity, components.engine)
-        rates[projection.name] = events / (time.perf_counter() - started)
+    rates, rss = {}, {}
+    for name in components.projections:
+        seconds, rss[name] = deployment.measured("projections", "rebuild", name)
+        rates[name] = events / seconds
     slowest = min(rates, key=rates.__getitem__)
     return Figure(
         "rebuild_events_per_s",
@@ -80,10 +83,12 @@ def measure(components: Components, url: str, events: int) -> Figure:
         extra={
             "events": events,
             "by_projection": {name: round(rate) for name, rate in rates.items()},
+            "peak_rss_mib": {name: round(mib) for name, mib in rss.items()},
+            "copy_indexed_rows_per_s": round(indexed),
             **extra,
-            "notes": f"value: the slowest projection ({slowest}); each rebuilt alone with "
-            "projections.rebuild.rebuild (what `ledgerline projections rebuild` runs); baseline: "
-            "COPY into a table LIKE the audit log (same indexes); read rates over the first "
-            f"{sample:,} events",
+            "notes": f"value: the slowest projection ({slowest}); each rebuilt alone by `ledgerline "
+            "projections rebuild NAME` (process start to exit, peak RSS of that process); baseline: "
+            "COPY into a table LIKE the audit log without any index (copy_indexed: with its "
+            f"indexes); read rates over the first {sample:,} events",
         },
     )

@@ -123,7 +123,7 @@ def run(deployment: Deployment, url: str, scale: Scale, wanted: set[str]) -> lis
             figures.append(audit_tree.backfill_figure(log))  # measured whenever the log is written
             say(f"wrote {log.events:,} events in {log.seconds:.0f}s, backfilled the tree in "
                 f"{log.tree_seconds:.0f}s; baseline COPY, then rebuilds")  # fmt: skip
-            figure = rebuild.measure(components, url, head)
+            figure = rebuild.measure(components, deployment, url, head)
             say(f"rebuilt: {figure.extra['by_projection']} events/s")
             if "rebuild" in wanted:
                 figures.append(figure)
