@@ -79,7 +79,8 @@ def build(settings: Settings, *, init: bool | None = False, passwords: Passwords
     secret = secret_key(settings)
     engine = settings.database.create_engine()
     data_keys = DataKeyStore(engine, secret)
-    projections = all_projections(ProjectionContext(Sealer(data_keys)))
+    context = ProjectionContext(Sealer(data_keys))
+    projections = all_projections(context)
     if init is None:
         init = not is_initialised(engine)
     if init:
@@ -103,6 +104,7 @@ def build(settings: Settings, *, init: bool | None = False, passwords: Passwords
         lockout=settings.lockout,
         login_failure_floor=settings.login_failure_floor_ms / 1000,
     )
+    context.mapper = identity.mapper
     return Components(
         settings=settings,
         engine=engine,

@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+from uuid import UUID
 
+from eventsourcing.persistence import Mapper
 from sqlalchemy import MetaData, Table
 from sqlalchemy.engine import Connection
 
@@ -29,6 +31,9 @@ class Projection(Protocol):
     name: str
     shape: int  # bump when the tables' definition changes: needs a rebuild
     topics: frozenset[str]
+    # False: ``apply`` gets decoded domain events. True: it gets the stored events (topic,
+    # originator, version, state bytes) and reads what it needs from them itself.
+    reads_stored: bool
 
     def define_tables(self, metadata: MetaData, generation: int) -> list[Table]:
         """This generation's tables; the first is the one the view shows."""
@@ -45,6 +50,8 @@ def table_name(base: str, generation: int) -> str:
 
 @dataclass
 class ProjectionContext:
-    """What handlers may use: sealing personal data for read tables."""
+    """What handlers may use: sealing personal data for read tables; the application's mapper
+    (set once the application is built), for the rare stored event that needs upcasting."""
 
     sealer: Sealer
+    mapper: Mapper[UUID] | None = None

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from eventsourcing.domain import Aggregate
 
 
@@ -20,9 +18,5 @@ def topics_of(aggregate: type[Aggregate]) -> frozenset[str]:
     )
 
 
+# An event's fields that are not its own: identity, version, time and audit envelope.
 BASE_FIELDS = frozenset({"originator_id", "originator_version", "timestamp", "originator_topic", "audit"})
-
-
-def payload(event: Any) -> dict[str, Any]:
-    """The event's own fields (without identity, version, time and audit envelope)."""
-    return {name: value for name, value in vars(event).items() if name not in BASE_FIELDS}

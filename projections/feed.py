@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import threading
 from bisect import bisect_right
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from eventstore.identity import Identity
+from projections.base import Projection
 
 WINDOW = 5000  # entries kept: a few batches of each follower
 
@@ -37,6 +39,11 @@ class Entry:
     topic: str
     notification: Any
     event: Any | None
+
+
+def decoded_topics(projections: Iterable[Projection]) -> frozenset[str]:
+    """The topics a feed decodes for ``projections`` (those that read stored events need none)."""
+    return frozenset().union(*(p.topics for p in projections if not p.reads_stored))
 
 
 class Feed:

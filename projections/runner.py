@@ -21,7 +21,7 @@ from eventstore.database import DATABASE_UNAVAILABLE, writing
 from eventstore.identity import Identity
 from projections import catalog
 from projections.base import Positioned, Projection
-from projections.feed import Entry, Feed
+from projections.feed import Entry, Feed, decoded_topics
 
 DEFAULT_BATCH = 500
 SQLSTATE = re.compile(r"^[0-9A-Z]{5}$")
@@ -75,7 +75,7 @@ class ProjectionRunner:
         self.identity = identity
         self.engine = engine
         self.batch_size = batch_size
-        self.feed = feed or Feed(identity, projection.topics)
+        self.feed = feed or Feed(identity, decoded_topics([projection]))
         self.position: int | None = None  # where the last batch left the generation
         self._tables: dict[int, list] = {}
 
@@ -137,6 +137,8 @@ class ProjectionRunner:
         raise EventNotApplicableError(self.projection.name, entry.position, failure)
 
     def _decode(self, entry: Entry) -> Positioned:
+        if self.projection.reads_stored:
+            return Positioned(entry.position, entry.notification)
         return Positioned(entry.position, self.feed.decode(entry))
 
     def _write(self, generation: int, start: int, end: int, events: Sequence[Positioned]) -> None:

@@ -31,7 +31,7 @@ from eventstore.database import DATABASE_UNAVAILABLE, Database
 from eventstore.identity import Identity
 from projections import catalog
 from projections.base import Projection
-from projections.feed import Feed
+from projections.feed import Feed, decoded_topics
 from projections.runner import ErrorSummary, EventNotApplicableError, ProjectionRunner
 
 logger = logging.getLogger("ledgerline.projector")
@@ -292,7 +292,7 @@ def start_workers(
     failure_backoff: Backoff = FAILURE_BACKOFF,
 ) -> list[ProjectionWorker]:
     """One worker per projection, all fed by one reader (``Feed``)."""
-    feed = Feed(identity, frozenset().union(*(p.topics for p in projections)))
+    feed = Feed(identity, decoded_topics(projections))
     workers = [
         ProjectionWorker(p, identity, engine, database, stop, failure_backoff=failure_backoff, feed=feed)
         for p in projections

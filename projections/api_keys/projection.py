@@ -20,6 +20,7 @@ class ApiKeysProjection:
     name = "api_keys"
     shape = 1
     topics = topics_of(ApiKey)
+    reads_stored = False
 
     def __init__(self, context: ProjectionContext) -> None:
         self.context = context

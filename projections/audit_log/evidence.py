@@ -27,7 +27,7 @@ from projections import catalog
 from projections.audit_log.presenter import present_entries
 from projections.audit_log.projection import AuditLogProjection
 from projections.audit_log.queries import audit_log
-from projections.base import Positioned, ProjectionContext
+from projections.base import ProjectionContext
 
 logger = logging.getLogger("ledgerline.audit")
 BATCH = 1000
@@ -56,8 +56,8 @@ class AuditEvidence:
     """Re-derives audit entries from the stored events they come from."""
 
     def __init__(self, mapper: Mapper[UUID], database: Database, sealer: Sealer) -> None:
-        self._mapper, self._database, self.sealer = mapper, database, sealer
-        self._projection = AuditLogProjection(ProjectionContext(sealer))
+        self._database, self.sealer = database, sealer
+        self._projection = AuditLogProjection(ProjectionContext(sealer, mapper))
 
     def forged_in(self, conn: Connection, rows: Iterable[Any]) -> list[int]:
         """The positions among ``rows`` (audit_log rows) that their stored events contradict."""
@@ -136,7 +136,7 @@ class AuditEvidence:
         self.sealer.preload(stored.state.decode("utf-8", "replace") for _, stored in events)
         for position, stored in events:
             try:
-                event = self._mapper.to_domain_event(stored)
+                entry = self._projection.entry(position, stored)
             except DATABASE_UNAVAILABLE:
                 raise
             except Exception as error:  # bytes that no longer decode give no entry: its row is forged
@@ -144,7 +144,7 @@ class AuditEvidence:
                     "the stored event at position %d no longer decodes (%s)", position, type(error).__name__
                 )
                 continue
-            yield self._projection.entry(Positioned(position, event))
+            yield entry
 
     def _stored(self, conn: Connection, positions: list[int]) -> Iterator[tuple[int, StoredEvent]]:
         if not positions:

@@ -7,10 +7,12 @@ import hmac
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 from uuid import UUID
 
 import msgspec
+from eventsourcing.utils import resolve_topic
 from sqlalchemy import MetaData, Table
 from sqlalchemy.engine import Connection
 
@@ -18,11 +20,11 @@ from domain.api_keys import ApiKey
 from domain.sessions import Session
 from domain.subscriptions import Subscription, url_for_audit
 from domain.users import User
-from domain.values import PersonalData
 from projections.audit_log.counts import add_counts
+from projections.audit_log.stored import boxed, envelope, moment, stored_state, unboxed
 from projections.audit_log.tables import define_audit_counts, define_audit_log
 from projections.base import Positioned, ProjectionContext
-from projections.events import payload, topics_of
+from projections.events import BASE_FIELDS, topics_of
 from projections.rows import append_rows
 
 REDACTED = "[REDACTED]"
@@ -90,6 +92,7 @@ class AuditLogProjection:
     name = "audit_log"
     shape = 3  # 2: per-value counts beside the entries; 3: each row's MAC
     topics = topics_of(User) | topics_of(ApiKey) | topics_of(Session) | topics_of(Subscription)
+    reads_stored = True  # see projections.audit_log.stored
 
     def __init__(self, context: ProjectionContext) -> None:
         self.context = context
@@ -99,12 +102,13 @@ class AuditLogProjection:
 
     def apply(self, conn: Connection, tables: Sequence[Table], events: Sequence[Positioned]) -> None:
         if events:
-            rows = [self.entry(item) for item in events]
+            rows = [self.entry(item.position, item.event) for item in events]
             append_rows(conn, tables[0], rows)
             add_counts(conn, tables[1], rows)
 
-    def entry(self, item: Positioned) -> dict[str, Any]:
-        row = self._entry(item)
+    def entry(self, position: int, stored: Any) -> dict[str, Any]:
+        """The row of the stored event (topic, originator, version, state) at ``position``."""
+        row = self._entry(position, stored)
         row["mac"] = self.context.sealer.vouch(row_content(row))
         return row
 
@@ -115,38 +119,62 @@ class AuditLogProjection:
             return False
         return hmac.compare_digest(mac, self.context.sealer.vouch(row_content(row)))
 
-    def _entry(self, item: Positioned) -> dict[str, Any]:
-        event, audit = item.event, item.event.audit
+    def _entry(self, position: int, stored: Any) -> dict[str, Any]:
+        action, resource_type, status = _kind(stored.topic)
+        state = stored_state(stored, self.context.mapper)
+        audit = envelope(state["audit"])
         return {
-            "position": item.position,
-            "occurred_at": event.timestamp,
-            "action": action_of(type(event)),
-            "resource_type": RESOURCE_TYPES[event.TOPIC.rsplit(".", 1)[0]],
-            "resource_id": event.originator_id,
-            "resource_version": event.originator_version,
-            "actor_id": audit.actor_id,
-            "actor_type": audit.actor_type,
-            "credential_id": audit.credential_id,
-            "ip_address": self.context.sealer.seal(audit.ip_address),
-            "user_agent": self.context.sealer.seal(audit.user_agent),
-            "request_id": audit.request_id,
-            "correlation_id": audit.correlation_id,
-            "causation_id": audit.causation_id,
-            "status": "failure" if type(event) in FAILURES else "success",
-            "changes": {name: self._shown(name, value) for name, value in payload(event).items()},
+            "position": position,
+            "occurred_at": moment(state["timestamp"]),
+            "action": action,
+            "resource_type": resource_type,
+            "resource_id": stored.originator_id,
+            "resource_version": stored.originator_version,
+            "actor_id": audit["actor_id"],
+            "actor_type": audit["actor_type"],
+            "credential_id": audit["credential_id"],
+            "ip_address": self._sealed(audit["ip_address"]),
+            "user_agent": self._sealed(audit["user_agent"]),
+            "request_id": audit["request_id"],
+            "correlation_id": audit["correlation_id"],
+            "causation_id": audit["causation_id"],
+            "status": status,
+            "changes": {
+                name: self._shown(name, value) for name, value in state.items() if name not in BASE_FIELDS
+            },
         }
 
+    def _sealed(self, value: Any) -> str | None:
+        return None if value is None else self.context.sealer.seal_stored(boxed(value, "personal_data"))
+
     def _shown(self, name: str, value: Any) -> Any:
+        """A changed field as the entry shows it: secrets redacted, personal data sealed."""
         if name in SECRET_FIELDS:
             return REDACTED
         if name in SHOWN_AS and isinstance(value, str):
             return SHOWN_AS[name](value)
-        if isinstance(value, PersonalData):
-            return {"sealed": self.context.sealer.seal(value)}
-        if isinstance(value, datetime):
-            return value.isoformat()
-        if isinstance(value, UUID):
-            return str(value)
-        if isinstance(value, dict):
+        if type(value) is list:
+            if any(unboxed(item) for item in value):
+                raise ValueError(f"no audit rendering for a list of stored values in {name!r}")
+            return value
+        if type(value) is not dict:
+            return value
+        box = unboxed(value)
+        if box is None:
             return {str(k): self._shown(str(k), v) for k, v in value.items()}
-        return value
+        kind, data = box
+        if kind == "personal_data":
+            return {"sealed": self._sealed(value)}
+        if kind == "datetime_iso":
+            return datetime.fromisoformat(data).isoformat()
+        if kind == "uuid_hex":
+            return str(UUID(data))
+        raise ValueError(f"no audit rendering for a stored {kind!r}")
+
+
+@cache
+def _kind(topic: str) -> tuple[str, str, str]:
+    """(action, resource type, status) of the events of a topic."""
+    event_class = resolve_topic(topic)
+    resource = RESOURCE_TYPES[topic.rsplit(".", 1)[0]]
+    return action_of(event_class), resource, "failure" if event_class in FAILURES else "success"

@@ -21,6 +21,7 @@ class UsersProjection:
     name = "users"
     shape = 1
     topics = topics_of(User)
+    reads_stored = False
 
     def __init__(self, context: ProjectionContext) -> None:
         self.context = context
