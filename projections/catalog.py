@@ -222,7 +222,7 @@ def deferred_indexes(projection: Projection, generation: int) -> list[sa.Index]:
 
 def switch_to(engine: Engine, projection: Projection, generation: int) -> int:
     """Make ``generation`` live in one transaction (view and catalog), then drop the old one.
-    A rebuilt generation is completed first (``complete_generation``)."""
+    It builds no index: complete a rebuilt generation first (``complete_generation``)."""
     with writing(engine) as conn:
         old, _ = live_generation(conn, projection.name)
         _point_view(conn, projection, generation)
