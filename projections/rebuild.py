@@ -1,6 +1,12 @@
 """Blue-green rebuild: fill a new generation from position 0 while the live one serves, then
 switch the view to it in one transaction and drop the old generation. Interrupted rebuilds resume
-where they stopped (their position is tracked like any other)."""
+where they stopped (their position is tracked like any other).
+
+Filled like a bulk loader: the new tables have no secondary indexes while they catch up (each
+row would otherwise update every index on its way in); the indexes are built once it has caught
+up, in one sort each, before the switch. Not UNLOGGED on PostgreSQL: measured on a 100k-event log,
+filling it was no faster (the rebuild is bound by decoding, not by the WAL) and ``SET LOGGED``
+then rewrote the table, so a rebuild took longer, and a crash would have emptied the table."""
 
 from __future__ import annotations
 
@@ -36,5 +42,8 @@ def rebuild(
 
     while runner.catch_up(generation, progress=report):
         pass  # catch up again: events kept arriving while the last pass ran
+    catalog.complete_generation(engine, projection, generation)
+    while runner.catch_up(generation, progress=report):
+        pass  # what arrived while the indexes were built, so the switch does not set readers back
     catalog.switch_to(engine, projection, generation)
     return generation
