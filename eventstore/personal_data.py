@@ -57,6 +57,7 @@ class WrongSecretKeyError(RuntimeError):
 
 _SUBJECT = re.compile(r'"s":"([0-9a-f]{32})"')  # a sealed value's subject, as Sealer.seal writes it
 CIPHERTEXT_FORMAT = 1  # {"v": 1, "s": subject hex, "c": base64(nonce + AES-256-GCM(value, aad=subject))}
+_AS_WRITTEN = re.compile(rf"{CIPHERTEXT_FORMAT}\|[0-9a-f]{{32}}\|[A-Za-z0-9+/=]*")  # v|s|c of a stored value
 WAL_CHECKPOINT_TRIES = 50
 
 
@@ -346,12 +347,14 @@ class Sealer:
     def seal(self, data: PersonalData | None) -> str | None:
         if data is None:
             return None
-        stored = self._transcoding.encode(data)  # hex and base64 inside: nothing to escape
-        return f'{{"v":{stored["v"]},"s":"{stored["s"]}","c":"{stored["c"]}"}}'
+        return _sealed_text(self._transcoding.encode(data))
 
     def seal_stored(self, stored: dict[str, Any]) -> str:
-        """``seal`` of personal data as an event stores it (checked as decoding it would)."""
-        return self.seal(self._transcoding.decode(stored))  # type: ignore[return-value]
+        """``seal`` of personal data as an event stores it. The form every event is written in
+        is recognised at once; any other goes through decoding, which checks it (or fails)."""
+        if not _AS_WRITTEN.fullmatch(f"{stored.get('v')}|{stored.get('s')}|{stored.get('c')}"):
+            return _sealed_text(self._transcoding.encode(self._transcoding.decode(stored)))
+        return _sealed_text(stored)
 
     def vouch(self, content: bytes) -> str:
         """A MAC of a read-table row's content under a key the database does not hold: a row
@@ -364,3 +367,8 @@ class Sealer:
 
     def reveal(self, sealed: str | None) -> str | None:
         return None if sealed is None else self._transcoding.decode(json.loads(sealed)).value
+
+
+def _sealed_text(stored: dict[str, Any]) -> str:
+    """A stored personal value as a read table holds it (hex and base64 inside: nothing to escape)."""
+    return f'{{"v":{stored["v"]},"s":"{stored["s"]}","c":"{stored["c"]}"}}'

@@ -71,6 +71,7 @@ MAC_COLUMNS = (
     "causation_id", "status", "changes",
 )  # fmt: skip
 _canonical = msgspec.json.Encoder(order="sorted")
+_AS_IS = frozenset({str, int, type(None), dict})
 
 
 def row_content(row: Mapping[str, Any]) -> bytes:
@@ -81,6 +82,8 @@ def row_content(row: Mapping[str, Any]) -> bytes:
 
 
 def _plain(value: Any) -> Any:
+    if type(value) in _AS_IS:
+        return value
     if isinstance(value, datetime):
         return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
     if isinstance(value, UUID):

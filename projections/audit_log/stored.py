@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
@@ -59,7 +60,13 @@ def moment(value: Any) -> datetime:
 
 
 def identifier(value: Any) -> UUID | None:
-    return None if value is None else UUID(boxed(value, "uuid_hex"))
+    return None if value is None else _uuid(boxed(value, "uuid_hex"))
+
+
+@lru_cache(maxsize=65536)
+def _uuid(text: str) -> UUID:
+    """The same actors and credentials recur in event after event: parsed once."""
+    return UUID(text)
 
 
 def envelope(value: Any) -> dict[str, Any]:
