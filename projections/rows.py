@@ -4,6 +4,7 @@ batch's events into them in memory, upsert them in one statement."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
@@ -49,14 +50,33 @@ def append_rows(conn: Connection, table: sa.Table, rows: Sequence[Row]) -> None:
             copy.write_row([Json(row[name], _json) if name in as_json else row[name] for name in columns])
 
 
-def _upsert(conn: Connection, table: sa.Table) -> Any:
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
-    statement = insert(table)
-    updates = {c.name: statement.excluded[c.name] for c in table.columns if c.name != "id"}
-    return statement.on_conflict_do_update(index_elements=[table.c.id], set_=updates)
+def _upsert(conn: Connection, table: sa.Table) -> sa.TextClause:
+    return upsert(table, ("id",), {c.name: "excluded.{0}" for c in table.columns if c.name != "id"})
+
+
+def upsert(table: sa.Table, keys: tuple[str, ...], updates: dict[str, str]) -> sa.TextClause:
+    """INSERT ... ON CONFLICT (``keys``) DO UPDATE SET column = expression (``{0}`` in it is the
+    column), the same on PostgreSQL and SQLite, with the columns' types for the values. Made
+    once per table: SQLAlchemy's own ON CONFLICT statements cannot be cached, and compiling one
+    each batch was a tenth of the live projector's CPU."""
+    return _upsert_for(table, keys, tuple(updates.items()))
+
+
+@lru_cache(maxsize=256)
+def _upsert_for(
+    table: sa.Table, keys: tuple[str, ...], updates: tuple[tuple[str, str], ...]
+) -> sa.TextClause:
+    names = [column.name for column in table.columns]
+    quoted = {name: f'"{name}"' for name in names}
+    assignments = ", ".join(
+        f"{quoted[name]} = {expression.format(quoted[name])}" for name, expression in updates
+    )
+    statement = sa.text(
+        f'INSERT INTO "{table.name}" ({", ".join(quoted.values())}) '
+        f"VALUES ({', '.join(f':{name}' for name in names)}) "
+        f"ON CONFLICT ({', '.join(quoted[key] for key in keys)}) DO UPDATE SET {assignments}"
+    )
+    return statement.bindparams(*(sa.bindparam(column.name, type_=column.type) for column in table.columns))
 
 
 def _chunks(items: list[UUID], size: int) -> list[list[UUID]]:

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection
 
 from projections.audit_log.tables import define_audit_counts
 from projections.catalog import live_generation
+from projections.rows import upsert
 
 DIMENSIONS = ("actor_id", "resource_id", "resource_type", "action", "status")
 BOUNDS = ("from_", "to", "after_position", "before_position")
@@ -44,19 +45,9 @@ def add_counts(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]
             counted[2] = row["position"]  # rows come in position order
     if not tally:
         return
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
-    statement = insert(table)
+    updates = {"entries": f'"{table.name}".{{0}} + excluded.{{0}}', "last_position": "excluded.{0}"}
     conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=[table.c.dimension, table.c.value],
-            set_={
-                "entries": table.c.entries + statement.excluded.entries,
-                "last_position": statement.excluded.last_position,
-            },
-        ),
+        upsert(table, ("dimension", "value"), updates),
         [
             {"dimension": d, "value": v, "entries": n, "first_position": first, "last_position": last}
             for (d, v), (n, first, last) in tally.items()
