@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -170,10 +171,13 @@ class Checkpointer:
         self.engine = engine
         self.keys = keys
         self.interval = interval
+        self._not_before = 0.0  # monotonic: no checkpoint is due before (every new event wakes it)
 
     def run_once(self) -> SignedCheckpoint | None:
         """Rows past the tree's size are not the latest (whoever can INSERT could add one to
         stop the signing); a row dated in the future does not postpone the next one."""
+        if time.monotonic() < self._not_before:
+            return None
         with self.engine.connect() as conn:
             size = stored_size(conn)
             latest = latest_checkpoint(conn, upto=size)
@@ -181,5 +185,8 @@ class Checkpointer:
             return None
         age = None if latest is None else (datetime.now(UTC) - latest.signed_at).total_seconds()
         if age is not None and 0 <= age < self.interval:
+            self._not_before = time.monotonic() + self.interval - age
             return None
-        return checkpoint_now(self.engine, self.keys)
+        signed = checkpoint_now(self.engine, self.keys)
+        self._not_before = time.monotonic() + self.interval
+        return signed
