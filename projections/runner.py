@@ -11,11 +11,12 @@ SQLSTATE): the text of a database error carries the statement's parameters, pers
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import sqlalchemy.exc
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from eventstore.database import DATABASE_UNAVAILABLE, writing
 from eventstore.identity import Identity
@@ -78,6 +79,28 @@ class ProjectionRunner:
         self.feed = feed or Feed(identity, decoded_topics([projection]))
         self.position: int | None = None  # where the last batch left the generation
         self._tables: dict[int, list] = {}
+        self._held: Connection | None = None
+
+    @contextmanager
+    def holding(self) -> Iterator[None]:
+        """Keep one connection for every batch until the block ends (a follower's: no pool
+        checkout, and no liveness ping, per batch); one that fails ends the block."""
+        with self.engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn:
+            self._held = conn
+            try:
+                yield
+            finally:
+                self._held = None
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A writing transaction, on the held connection if there is one."""
+        if self._held is None:
+            with writing(self.engine) as conn:
+                yield conn
+        else:
+            with self._held.begin():
+                yield self._held
 
     def run_batch(self, generation: int, start: int | None = None) -> int:
         """Apply the next batch to ``generation`` from its position (``start`` when the caller
@@ -85,7 +108,7 @@ class ProjectionRunner:
         position always moves past everything read). Raises ``EventNotApplicableError`` after
         applying every event before the one that fails."""
         if start is None:
-            with self.engine.connect() as conn:
+            with self.transaction() as conn:
                 start = catalog.position(conn, self.projection.name, generation)
         self.position = start
         entries = self.feed.after(start, self.batch_size)
@@ -142,7 +165,7 @@ class ProjectionRunner:
         return Positioned(entry.position, self.feed.decode(entry))
 
     def _write(self, generation: int, start: int, end: int, events: Sequence[Positioned]) -> None:
-        with writing(self.engine) as conn:
+        with self.transaction() as conn:
             if events:
                 self.projection.apply(conn, self._tables_of(generation), events)
             catalog.advance(conn, self.projection.name, generation, start, end)

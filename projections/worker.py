@@ -19,7 +19,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 
 import psycopg
@@ -158,8 +158,12 @@ class FollowingWorker(threading.Thread):
             except Exception as error:  # the database may still be away; the next attempt will tell
                 logger.debug("pool check failed (%s)", ErrorSummary.of(error))
 
+    def _holding(self) -> AbstractContextManager[object]:
+        """What the follower keeps while it follows (a connection, for a projection)."""
+        return nullcontext()
+
     def _follow(self, still_leading: Callable[[], object]) -> None:
-        with self._wakeups() as wait_for_events:
+        with self._wakeups() as wait_for_events, self._holding():
             applied, since = 0, time.monotonic()
             while not self.stop.is_set():
                 still_leading()  # raises once the lock's connection is gone: another may lead now
@@ -244,8 +248,11 @@ class ProjectionWorker(FollowingWorker):
     def _reached(self) -> int:
         return self.runner.position or 0
 
+    def _holding(self) -> AbstractContextManager[object]:
+        return self.runner.holding()
+
     def _step(self) -> int | None:
-        with self.engine.connect() as conn:
+        with self.runner.transaction() as conn:
             generation, shape, position = catalog.live_position(conn, self.projection.name)
         if shape != self.projection.shape:
             logger.error("projection %s: live tables have shape %s, code wants %s: run "
