@@ -55,6 +55,31 @@ failures = sa.Table(
 NO_GENERATION = 0
 
 
+# The statements of every batch, built once (SQLAlchemy then keys its compiled-statement cache
+# without walking them again).
+_POSITION = sa.select(tracking.c.position).where(
+    tracking.c.name == sa.bindparam("name"), tracking.c.generation == sa.bindparam("generation")
+)
+_LIVE_POSITION = (
+    sa.select(generations.c.live, generations.c.live_shape, tracking.c.position)
+    .join_from(
+        generations,
+        tracking,
+        sa.and_(tracking.c.name == generations.c.name, tracking.c.generation == generations.c.live),
+    )
+    .where(generations.c.name == sa.bindparam("name"))
+)
+_ADVANCE = (
+    tracking.update()
+    .where(
+        tracking.c.name == sa.bindparam("name"),
+        tracking.c.generation == sa.bindparam("generation"),
+        tracking.c.position == sa.bindparam("expected"),
+    )
+    .values(position=sa.bindparam("new"), updated_at=sa.bindparam("now"))
+)
+
+
 class TrackingConflictError(RuntimeError):
     """Another worker advanced this generation first; this batch was rolled back."""
 
@@ -100,32 +125,25 @@ def building_generation(conn: Connection, name: str) -> int | None:
 
 
 def position(conn: Connection, name: str, generation: int) -> int:
-    return conn.execute(
-        sa.select(tracking.c.position).where(tracking.c.name == name, tracking.c.generation == generation)
-    ).scalar_one()
+    return conn.execute(_POSITION, {"name": name, "generation": generation}).scalar_one()
 
 
 def live_position(conn: Connection, name: str) -> tuple[int, int, int]:
     """The live generation, its shape and its position, in one round trip (every live step)."""
-    row = conn.execute(
-        sa.select(generations.c.live, generations.c.live_shape, tracking.c.position)
-        .join_from(
-            generations,
-            tracking,
-            sa.and_(tracking.c.name == generations.c.name, tracking.c.generation == generations.c.live),
-        )
-        .where(generations.c.name == name)
-    ).one()
+    row = conn.execute(_LIVE_POSITION, {"name": name}).one()
     return row.live, row.live_shape, row.position
 
 
 def advance(conn: Connection, name: str, generation: int, expected: int, new: int) -> None:
     """Move the position from ``expected`` to ``new``, or fail if someone else moved it."""
-    moved = conn.execute(
-        tracking.update()
-        .where(tracking.c.name == name, tracking.c.generation == generation, tracking.c.position == expected)
-        .values(position=new, updated_at=datetime.now(UTC))
-    ).rowcount
+    values = {
+        "name": name,
+        "generation": generation,
+        "expected": expected,
+        "new": new,
+        "now": datetime.now(UTC),
+    }
+    moved = conn.execute(_ADVANCE, values).rowcount
     if moved != 1:
         raise TrackingConflictError(f"{name} generation {generation} is no longer at {expected}")
 
