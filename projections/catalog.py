@@ -56,7 +56,8 @@ NO_GENERATION = 0
 
 
 # The statements of every batch, built once (SQLAlchemy then keys its compiled-statement cache
-# without walking them again).
+# without walking them again). An UPDATE's parameters must not be named as columns: SQLAlchemy
+# would take them for values to SET.
 _POSITION = sa.select(tracking.c.position).where(
     tracking.c.name == sa.bindparam("name"), tracking.c.generation == sa.bindparam("generation")
 )
@@ -72,8 +73,8 @@ _LIVE_POSITION = (
 _ADVANCE = (
     tracking.update()
     .where(
-        tracking.c.name == sa.bindparam("name"),
-        tracking.c.generation == sa.bindparam("generation"),
+        tracking.c.name == sa.bindparam("of_name"),
+        tracking.c.generation == sa.bindparam("of_generation"),
         tracking.c.position == sa.bindparam("expected"),
     )
     .values(position=sa.bindparam("new"), updated_at=sa.bindparam("now"))
@@ -136,14 +137,8 @@ def live_position(conn: Connection, name: str) -> tuple[int, int, int]:
 
 def advance(conn: Connection, name: str, generation: int, expected: int, new: int) -> None:
     """Move the position from ``expected`` to ``new``, or fail if someone else moved it."""
-    values = {
-        "name": name,
-        "generation": generation,
-        "expected": expected,
-        "new": new,
-        "now": datetime.now(UTC),
-    }
-    moved = conn.execute(_ADVANCE, values).rowcount
+    where = {"of_name": name, "of_generation": generation, "expected": expected}
+    moved = conn.execute(_ADVANCE, {**where, "new": new, "now": datetime.now(UTC)}).rowcount
     if moved != 1:
         raise TrackingConflictError(f"{name} generation {generation} is no longer at {expected}")
 
