@@ -38,7 +38,7 @@ from eventstore.personal_data import (
     derive_key,
 )
 from eventstore.snapshots import AuthenticatedSnapshots
-from eventstore.transcoder import FastJSONTranscoder
+from eventstore.transcoder import FastJSONTranscoder, UUIDAsHexParsedOnce
 
 T = TypeVar("T", bound=Aggregate)
 DEFAULT_LOCKOUT = Lockout()
@@ -139,6 +139,7 @@ class IdentityBase(Application[UUID]):
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
+        transcoder.register(UUIDAsHexParsedOnce())  # replaces the library's, same name and form
         transcoder.register(PersonalDataAsCiphertext(self.data_keys))
         transcoder.register(StoredPersonalDataAsCiphertext(self.data_keys))  # same name, same decoding
         transcoder.register(AuditEnvelopeAsDict())

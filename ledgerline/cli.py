@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import secrets
@@ -28,6 +29,7 @@ from ledgerline.witness import witness
 from projections.registry import NAMES as PROJECTION_NAMES
 from projections.runner import EventNotApplicableError
 
+PROJECTOR_GC_THRESHOLDS = (10_000, 20, 50)  # the defaults are (700, 10, 10)
 logger = logging.getLogger("ledgerline.cli")
 CLI_ACTOR = AuditContext(actor_type="system", request_id="cli", user_agent="ledgerline-cli")
 ADMIN_SCOPES = {"*": True}
@@ -160,6 +162,7 @@ def project(names: tuple[str, ...], no_delivery: bool, only_delivery: bool) -> N
         )
     settings = _settings()
     components = build(settings)
+    _collect_less()
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -240,6 +243,7 @@ def projections_rebuild(name: str) -> None:
     from projections.rebuild import rebuild
 
     components = build(_settings())
+    _collect_less()
     try:
         (projection,) = components.selected_projections((name,))
         with tqdm(total=components.identity.head_position(), unit="ev", desc=name) as bar:
@@ -311,6 +315,14 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     from ledgerline.asgi import run_workers
 
     run_workers(settings)  # several processes (PostgreSQL), each with its own components
+
+
+def _collect_less() -> None:
+    """A projecting process makes a few dicts per event and keeps almost none: the collector's
+    default (a pass every 700 new objects, walking what startup made too) took a quarter of a
+    rebuild's time. Startup's objects are set aside for good, and passes come less often."""
+    gc.freeze()
+    gc.set_threshold(*PROJECTOR_GC_THRESHOLDS)
 
 
 def _rebuild_outdated(components: Components) -> None:

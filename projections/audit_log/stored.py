@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import fields
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
@@ -21,6 +20,7 @@ from eventsourcing.persistence import Mapper
 from eventsourcing.utils import resolve_topic
 
 from domain.values import AuditEnvelope
+from eventstore.transcoder import parsed_uuid
 
 _decoder = msgspec.json.Decoder()
 ENVELOPE_DEFAULTS = {field.name: field.default for field in fields(AuditEnvelope)}
@@ -60,13 +60,7 @@ def moment(value: Any) -> datetime:
 
 
 def identifier(value: Any) -> UUID | None:
-    return None if value is None else _uuid(boxed(value, "uuid_hex"))
-
-
-@lru_cache(maxsize=65536)
-def _uuid(text: str) -> UUID:
-    """The same actors and credentials recur in event after event: parsed once."""
-    return UUID(text)
+    return None if value is None else parsed_uuid(boxed(value, "uuid_hex"))
 
 
 def envelope(value: Any) -> dict[str, Any]:
