@@ -351,8 +351,11 @@ class Sealer:
 
     def seal_stored(self, stored: dict[str, Any]) -> str:
         """``seal`` of personal data as an event stores it. The form every event is written in
-        is recognised at once; any other goes through decoding, which checks it (or fails)."""
-        if not _AS_WRITTEN.fullmatch(f"{stored.get('v')}|{stored.get('s')}|{stored.get('c')}"):
+        (format 1, a hex subject, base64 ciphertext) is recognised at once; any other goes the
+        way decoding takes it (which refuses another format and a subject that is no UUID)."""
+        v, subject, ciphertext = stored.get("v"), stored.get("s"), stored.get("c")
+        as_written = type(v) is int and type(subject) is str and type(ciphertext) is str
+        if not (as_written and _AS_WRITTEN.fullmatch(f"{v}|{subject}|{ciphertext}")):
             return _sealed_text(self._transcoding.encode(self._transcoding.decode(stored)))
         return _sealed_text(stored)
 

@@ -21,7 +21,8 @@ from eventstore.personal_data import Sealer
 
 @dataclass(frozen=True)
 class Positioned:
-    """A decoded event and its position in the application's notification log."""
+    """An event and its position in the application's notification log: the domain event, or
+    the stored event for a projection that ``reads_stored``."""
 
     position: int
     event: Any

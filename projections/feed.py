@@ -60,16 +60,16 @@ class Feed:
     def after(self, position: int, limit: int) -> list[Entry]:
         """Up to ``limit`` entries after ``position``, in position order."""
         with self._lock:
-            if self._end is None or position > self._end:
-                self._restart(position, limit)
-            elif position < self._start:
-                return self._read(position, limit)  # behind the window: on its own
-            found = self._from_window(position, limit)
-            if len(found) < limit and self._extend(limit):
-                if position < self._start:  # the window moved past it (a window under 2 pages)
-                    return self._read(position, limit)
+            behind = self._end is not None and position < self._start
+            if not behind:
+                if self._end is None or position > self._end:
+                    self._restart(position, limit)
                 found = self._from_window(position, limit)
-            return found
+                if len(found) < limit and self._extend(limit):
+                    behind = position < self._start  # the window moved past it (under 2 pages)
+                    found = [] if behind else self._from_window(position, limit)
+        # Behind the window: read on its own, without keeping the others waiting for it.
+        return self._read(position, limit) if behind else found
 
     def decode(self, entry: Entry) -> Any:
         """The entry's event (decoded here if the feed did not)."""

@@ -31,7 +31,7 @@ def fold_and_upsert(conn: Connection, table: sa.Table, events: Sequence[Position
         rows[item.event.originator_id] = evolve(rows[item.event.originator_id], item)
     changed = [row for row in rows.values() if row is not None]
     if changed:
-        conn.execute(_upsert(conn, table), changed)
+        conn.execute(_upsert(table), changed)
 
 
 def append_rows(conn: Connection, table: sa.Table, rows: Sequence[Row]) -> None:
@@ -50,7 +50,7 @@ def append_rows(conn: Connection, table: sa.Table, rows: Sequence[Row]) -> None:
             copy.write_row([Json(row[name], _json) if name in as_json else row[name] for name in columns])
 
 
-def _upsert(conn: Connection, table: sa.Table) -> sa.TextClause:
+def _upsert(table: sa.Table) -> sa.TextClause:
     return upsert(table, ("id",), {c.name: "excluded.{0}" for c in table.columns if c.name != "id"})
 
 

@@ -102,13 +102,24 @@ class ProjectionRunner:
             with self._held.begin():
                 yield self._held
 
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A reading transaction: on the held connection on PostgreSQL; on SQLite one of its own,
+        since the held one begins IMMEDIATE (an idle poll would take the write lock)."""
+        if self._held is None or self.engine.dialect.name == "sqlite":
+            with self.engine.connect() as conn:
+                yield conn
+        else:
+            with self._held.begin():
+                yield self._held
+
     def run_batch(self, generation: int, start: int | None = None) -> int:
         """Apply the next batch to ``generation`` from its position (``start`` when the caller
         has just read it); returns how many notifications it consumed (relevant or not: the
         position always moves past everything read). Raises ``EventNotApplicableError`` after
         applying every event before the one that fails."""
         if start is None:
-            with self.transaction() as conn:
+            with self.reading() as conn:
                 start = catalog.position(conn, self.projection.name, generation)
         self.position = start
         entries = self.feed.after(start, self.batch_size)
@@ -166,9 +177,11 @@ class ProjectionRunner:
 
     def _write(self, generation: int, start: int, end: int, events: Sequence[Positioned]) -> None:
         with self.transaction() as conn:
+            # The position first: it locks the tracking row, so a second leader (the first one's
+            # lock lost within the last check) meets a conflict before writing any row.
+            catalog.advance(conn, self.projection.name, generation, start, end)
             if events:
                 self.projection.apply(conn, self._tables_of(generation), events)
-            catalog.advance(conn, self.projection.name, generation, start, end)
 
     def _tables_of(self, generation: int) -> list:
         if generation not in self._tables:

@@ -252,7 +252,7 @@ class ProjectionWorker(FollowingWorker):
         return self.runner.holding()
 
     def _step(self) -> int | None:
-        with self.runner.transaction() as conn:
+        with self.runner.reading() as conn:
             generation, shape, position = catalog.live_position(conn, self.projection.name)
         if shape != self.projection.shape:
             logger.error("projection %s: live tables have shape %s, code wants %s: run "

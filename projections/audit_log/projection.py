@@ -156,8 +156,8 @@ class AuditLogProjection:
             return REDACTED
         if name in SHOWN_AS and isinstance(value, str):
             return SHOWN_AS[name](value)
-        if type(value) is list:
-            if any(unboxed(item) for item in value):
+        if type(value) is list:  # shown as stored, which only plain JSON can be
+            if _holds_a_box(value):
                 raise ValueError(f"no audit rendering for a list of stored values in {name!r}")
             return value
         if type(value) is not dict:
@@ -173,6 +173,15 @@ class AuditLogProjection:
         if kind == "uuid_hex":
             return str(UUID(data))
         raise ValueError(f"no audit rendering for a stored {kind!r}")
+
+
+def _holds_a_box(value: Any) -> bool:
+    """Whether a custom value (``{"_type_", "_data_"}``) is anywhere inside ``value``."""
+    if type(value) is list:
+        return any(_holds_a_box(item) for item in value)
+    if type(value) is dict:
+        return unboxed(value) is not None or any(_holds_a_box(item) for item in value.values())
+    return False
 
 
 @cache
