@@ -310,9 +310,18 @@ def test_a_projection_that_stops_while_behind_makes_ready_fail_after_the_stall_w
         # The audit checkpointer is watched the same way (it stops with the others).
         others.halt()
         register(components.identity, "unsigned")
-        stalled = wait_until(lambda: (bodies := ready_bodies(components))[0][0] == 503 and bodies, timeout=15)
-        names = {c["name"]: c["reason"] for c in stalled[0][1]["failed"]}
-        assert names == {"users": "stalled", "audit_log": "stalled", "audit_checkpoints": "stalled"}
+        # The three cross the stall window milliseconds apart: wait until all of them have.
+        expected = {"users": "stalled", "audit_log": "stalled", "audit_checkpoints": "stalled"}
+
+        def failed(bodies: list[tuple[int, Any]]) -> dict[str, str]:
+            return {c["name"]: c["reason"] for c in bodies[0][1].get("failed", [])}
+
+        def all_three() -> list[tuple[int, Any]] | None:
+            bodies = ready_bodies(components)
+            return bodies if bodies[0][0] == 503 and failed(bodies) == expected else None
+
+        stalled = wait_until(all_three, timeout=15)
+        assert all(code == 503 and failed([(code, body)]) == expected for code, body in stalled)
         assert stalled[0][1]["checks"]["audit_chain"]["name"] == "audit_checkpoints"
     finally:
         components.close()
