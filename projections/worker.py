@@ -1,4 +1,5 @@
-"""Projector workers: one thread per projection that catches up, then follows the live stream.
+"""Projector workers: one thread per projection that catches up, then follows the live stream,
+all fed by one reader per process (``projections.feed``), each on a connection it holds.
 
 On PostgreSQL one worker per projection is active (a session advisory lock); others wait as hot
 standbys and take over when the holder's connection goes. New events wake workers through the
